@@ -9,4 +9,9 @@
 //! - [`domain`] is the core: entities, rules, the store and the event log, with no protocol types.
 //! - [`config`] is the configuration file format and its defaults; [`app`] wires it all together.
 
+pub mod app;
+pub mod cli;
+pub mod config;
 pub mod domain;
+pub mod gateway;
+pub mod protocols;

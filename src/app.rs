@@ -1,0 +1,118 @@
+//! Wiring: builds the core from a configuration, assembles the router, and runs the server.
+//!
+//! `run` is a function of a bound listener and a shutdown signal (mini-redis's `server::run`),
+//! so tests bind `127.0.0.1:0`, start the real server in-process and talk to it over the socket.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::domain::Core;
+use crate::domain::events::MemoryEventLog;
+use crate::domain::pagination::CursorCodec;
+use crate::domain::seed;
+use crate::domain::store::MemoryStore;
+use crate::gateway::idempotency::{Idempotency, Recorded};
+use crate::gateway::{serve, trace};
+use crate::protocols;
+use crate::protocols::rest::listing::PageLimits;
+
+/// Shared state every adapter reads: cheap to clone (a handful of `Arc`s).
+#[derive(Clone)]
+pub struct App {
+    /// The domain core.
+    pub core: Arc<Core>,
+    /// Idempotency keys, shared by every protocol.
+    pub idempotency: Arc<Idempotency<Recorded>>,
+    /// The configuration the server was started with.
+    pub config: Arc<Config>,
+    draining: Arc<AtomicBool>,
+}
+
+impl App {
+    /// Builds the in-memory store and event log, loading demo data if configured.
+    pub fn new(config: Config) -> Self {
+        let store = Arc::new(MemoryStore::new());
+        if config.data.demo {
+            seed::load(store.as_ref(), config.data.demo_orders);
+        } else {
+            // The catalog is reference data, not demo data: without it no order can be placed.
+            seed::load_catalog(store.as_ref());
+        }
+        let events = Arc::new(MemoryEventLog::new(
+            config.events.retain,
+            config.events.subscriber_buffer,
+        ));
+        let secret = if config.pagination.cursor_secret.is_empty() {
+            uuid::Uuid::new_v4().as_bytes().to_vec()
+        } else {
+            config.pagination.cursor_secret.as_bytes().to_vec()
+        };
+        Self {
+            core: Arc::new(Core::new(store, events, CursorCodec::new(&secret))),
+            idempotency: Arc::new(Idempotency::new(config.idempotency.ttl)),
+            config: Arc::new(config),
+            draining: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Page sizes for list endpoints.
+    pub fn page_limits(&self) -> PageLimits {
+        PageLimits {
+            default: self.config.pagination.default_limit,
+            max: self.config.pagination.max_limit,
+        }
+    }
+
+    /// False once shutdown has begun: `/readyz` then answers 503 so load balancers move away.
+    pub fn is_ready(&self) -> bool {
+        !self.draining.load(Ordering::Relaxed)
+    }
+
+    /// The whole HTTP surface. Layers read top to bottom, outermost first.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .merge(protocols::health::routes())
+            .merge(protocols::rest::routes())
+            .fallback(protocols::rest::route_not_found)
+            // Bodies over the configured size are refused with 413 while being read.
+            .layer(DefaultBodyLimit::max(self.config.server.body_limit_bytes))
+            // Outermost: trace id, request span and log line, problem+json rendering.
+            .layer(middleware::from_fn(trace::layer))
+            .with_state(self.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then drains in-flight requests.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let sweeper = tokio::spawn({
+            let idempotency = Arc::clone(&self.idempotency);
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    idempotency.sweep();
+                }
+            }
+        });
+        let draining = Arc::clone(&self.draining);
+        let shutdown = async move {
+            shutdown.await;
+            draining.store(true, Ordering::Relaxed);
+        };
+        let grace = self.config.server.shutdown_grace;
+        let result = serve::serve(listener, self.router(), shutdown, grace).await;
+        sweeper.abort();
+        result
+    }
+}

@@ -1,0 +1,233 @@
+//! Configuration: the file format, its defaults, and how flags and environment override it.
+//!
+//! `config/polyport.toml` is the documented default and is embedded in the binary; a test keeps
+//! it equal to [`Config::default`]. Every section and field has a default, so a config file
+//! written today stays valid as fields are added (config that grows without breaking).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// The embedded default configuration file.
+pub const DEFAULT_FILE: &str = include_str!("../config/polyport.toml");
+
+/// All settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listener and HTTP limits.
+    pub server: ServerConfig,
+    /// Demo data.
+    pub data: DataConfig,
+    /// The event log.
+    pub events: EventsConfig,
+    /// List pages.
+    pub pagination: PaginationConfig,
+    /// Idempotency keys.
+    pub idempotency: IdempotencyConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub addr: SocketAddr,
+    /// Largest request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// How long in-flight requests may take to finish at shutdown.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+}
+
+/// `[data]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// Load demo data at start.
+    pub demo: bool,
+    /// How many demo orders.
+    pub demo_orders: usize,
+}
+
+/// `[events]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Events retained for resuming.
+    pub retain: usize,
+    /// Per-subscriber live buffer.
+    pub subscriber_buffer: usize,
+}
+
+/// `[pagination]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaginationConfig {
+    /// Default page size.
+    pub default_limit: usize,
+    /// Largest page size.
+    pub max_limit: usize,
+    /// Cursor signing secret; empty means random per process.
+    pub cursor_secret: String,
+}
+
+/// `[idempotency]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdempotencyConfig {
+    /// How long outcomes are kept.
+    #[serde(deserialize_with = "duration")]
+    pub ttl: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit_bytes: 1024 * 1024,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            demo: true,
+            demo_orders: 24,
+        }
+    }
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            retain: 10_000,
+            subscriber_buffer: 1_024,
+        }
+    }
+}
+
+impl Default for PaginationConfig {
+    fn default() -> Self {
+        Self {
+            default_limit: 20,
+            max_limit: 100,
+            cursor_secret: String::new(),
+        }
+    }
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(24 * 60 * 60),
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this format.
+    #[error("invalid configuration in {path}: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong, with its line.
+        source: Box<toml::de::Error>,
+    },
+    /// Values that parse but make no sense together.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Parses a configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: origin.to_owned(),
+            source: Box::new(source),
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Reads and parses a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Checks values that are individually well-formed but unusable.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let p = &self.pagination;
+        if p.max_limit == 0 || !(1..=p.max_limit).contains(&p.default_limit) {
+            return Err(ConfigError::Invalid(format!(
+                "pagination.default_limit ({}) must be between 1 and pagination.max_limit ({})",
+                p.default_limit, p.max_limit
+            )));
+        }
+        if self.server.body_limit_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "server.body_limit_bytes must be positive".into(),
+            ));
+        }
+        if self.events.retain == 0 || self.events.subscriber_buffer == 0 {
+            return Err(ConfigError::Invalid(
+                "events.retain and events.subscriber_buffer must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "'{text}' is not a duration like \"30s\" or \"24h\": {e}"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_default_file_is_the_default() {
+        assert_eq!(
+            Config::parse(DEFAULT_FILE, "default").unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn a_partial_file_keeps_the_other_defaults() {
+        let config = Config::parse("[pagination]\nmax_limit = 50\n", "test").unwrap();
+        assert_eq!(config.pagination.max_limit, 50);
+        assert_eq!(config.server, ServerConfig::default());
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_refused() {
+        assert!(Config::parse("[server]\nadress = \"1.2.3.4:5\"\n", "t").is_err());
+        assert!(Config::parse("[idempotency]\nttl = \"forever\"\n", "t").is_err());
+        assert!(Config::parse("[pagination]\ndefault_limit = 500\n", "t").is_err());
+    }
+}

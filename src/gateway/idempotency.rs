@@ -1,0 +1,272 @@
+//! Idempotency keys, shared by every protocol: a retried write is executed once and its first
+//! outcome is replayed.
+//!
+//! What is stored is the *domain* outcome (the order created, or the domain error), not one
+//! protocol's response bytes, and the fingerprint is taken over the parsed command, not the
+//! request body. So whitespace or key order in the JSON do not matter, and a key first used over
+//! REST can be replayed over gRPC or GraphQL and yields the same order.
+//!
+//! Rules (Stripe's, and the IETF `Idempotency-Key` draft's):
+//! - same key, same request, first one finished -> its outcome again, not executed twice;
+//! - same key, same request, first one still running -> "in flight" (HTTP 409), retry later;
+//! - same key, different request -> refused (HTTP 422);
+//! - keys expire after a TTL (24 h by default).
+//!
+//! A request that fails validation before it reaches the core is not recorded: it changed
+//! nothing, and the client may fix it and retry with the same key.
+//!
+//! Simplification: keys are global. Once authentication exists they are scoped per principal,
+//! so one client cannot replay another's response.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry as MapEntry;
+use sha2::{Digest, Sha256};
+
+use crate::domain::model::{Customer, ItemId, Order};
+use crate::domain::{DomainResult, FieldViolation};
+
+/// A client-chosen key: 1 to 255 visible ASCII characters (a UUID is typical).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// Parses the key; `field` names where it came from, for the error.
+    pub fn parse(raw: &str, field: &str) -> Result<Self, FieldViolation> {
+        if (1..=255).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic()) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(FieldViolation::new(
+                field,
+                "must be 1 to 255 visible ASCII characters, e.g. a UUID",
+            ))
+        }
+    }
+}
+
+/// A digest of what a request means: the operation, its target and its parsed arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    /// Digests `operation` and the `Debug` form of the parsed command. Within one build the
+    /// `Debug` form is canonical (fixed field order, no formatting freedom); a store shared by
+    /// several versions of the server would use an explicit encoding instead.
+    pub fn of(operation: &str, command: &impl std::fmt::Debug) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(operation.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(format!("{command:?}").as_bytes());
+        Self(hasher.finalize().into())
+    }
+}
+
+/// The outcome of an idempotent write, as the domain gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// An order was created or changed.
+    Order(Order),
+    /// An item was added to the order.
+    ItemAdded(Order, ItemId),
+    /// A customer was created.
+    Customer(Customer),
+    /// A bulk create: one result per requested order.
+    Bulk(Vec<DomainResult<Order>>),
+}
+
+/// What a stored key replays: the outcome or the domain error.
+pub type Recorded = DomainResult<Outcome>;
+
+/// The answer to "may I run this request?".
+pub enum Claim<V: Clone> {
+    /// First time: run it and hand the outcome to the ticket.
+    Run(Ticket<V>),
+    /// Done before: here is the recorded outcome.
+    Replay(V),
+    /// The first request with this key is still running.
+    InFlight,
+    /// The key was used for a different request.
+    Mismatch,
+}
+
+enum Slot<V> {
+    InFlight {
+        fingerprint: Fingerprint,
+        token: u64,
+    },
+    Done {
+        fingerprint: Fingerprint,
+        value: V,
+        at: Instant,
+    },
+}
+
+/// The key store. In memory; a shared store (Redis `SET NX` plus a TTL) gives several
+/// instances the same guarantees.
+pub struct Idempotency<V> {
+    slots: DashMap<IdempotencyKey, Slot<V>>,
+    ttl: Duration,
+    tokens: std::sync::atomic::AtomicU64,
+}
+
+impl<V: Clone> Idempotency<V> {
+    /// A store that forgets outcomes after `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            slots: DashMap::new(),
+            ttl,
+            tokens: Default::default(),
+        }
+    }
+
+    /// Claims `key` for a request with `fingerprint`. Atomic: of two concurrent identical
+    /// requests exactly one gets `Run`.
+    pub fn claim(self: &Arc<Self>, key: IdempotencyKey, fingerprint: Fingerprint) -> Claim<V> {
+        let token = self
+            .tokens
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self.slots.entry(key.clone()) {
+            MapEntry::Occupied(mut occupied) => match occupied.get() {
+                Slot::Done { at, .. } if at.elapsed() >= self.ttl => {
+                    occupied.insert(Slot::InFlight { fingerprint, token });
+                    Claim::Run(self.ticket(key, token))
+                }
+                Slot::Done {
+                    fingerprint: seen, ..
+                }
+                | Slot::InFlight {
+                    fingerprint: seen, ..
+                } if *seen != fingerprint => Claim::Mismatch,
+                Slot::InFlight { .. } => Claim::InFlight,
+                Slot::Done { value, .. } => Claim::Replay(value.clone()),
+            },
+            MapEntry::Vacant(vacant) => {
+                vacant.insert(Slot::InFlight { fingerprint, token });
+                Claim::Run(self.ticket(key, token))
+            }
+        }
+    }
+
+    fn ticket(self: &Arc<Self>, key: IdempotencyKey, token: u64) -> Ticket<V> {
+        Ticket {
+            store: Arc::clone(self),
+            key,
+            token,
+            finished: false,
+        }
+    }
+
+    /// Drops expired outcomes; the server calls it periodically.
+    pub fn sweep(&self) {
+        self.slots
+            .retain(|_, slot| !matches!(slot, Slot::Done { at, .. } if at.elapsed() >= self.ttl));
+    }
+
+    /// How many keys are held.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True when no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+}
+
+/// Permission to run a claimed request. Record its outcome with [`Ticket::finish`]; a ticket
+/// dropped unfinished (the request panicked or its client went away mid-way) frees the key.
+pub struct Ticket<V: Clone> {
+    store: Arc<Idempotency<V>>,
+    key: IdempotencyKey,
+    token: u64,
+    finished: bool,
+}
+
+impl<V: Clone> Ticket<V> {
+    /// Records the outcome for replays.
+    pub fn finish(mut self, value: V) {
+        self.finished = true;
+        if let Some(mut slot) = self.store.slots.get_mut(&self.key)
+            && let Slot::InFlight { fingerprint, token } = *slot
+            && token == self.token
+        {
+            *slot = Slot::Done {
+                fingerprint,
+                value,
+                at: Instant::now(),
+            };
+        }
+    }
+}
+
+impl<V: Clone> Drop for Ticket<V> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.store.slots.remove_if(
+                &self.key,
+                |_, slot| matches!(slot, Slot::InFlight { token, .. } if *token == self.token),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> IdempotencyKey {
+        IdempotencyKey::parse(s, "Idempotency-Key").unwrap()
+    }
+
+    #[test]
+    fn a_finished_request_is_replayed_and_a_different_one_refused() {
+        let store = Arc::new(Idempotency::<u32>::new(Duration::from_secs(60)));
+        let a = Fingerprint::of("create", &1);
+        let Claim::Run(ticket) = store.claim(key("k"), a) else {
+            panic!("first claim runs")
+        };
+        assert!(matches!(store.claim(key("k"), a), Claim::InFlight));
+        ticket.finish(7);
+        assert!(matches!(store.claim(key("k"), a), Claim::Replay(7)));
+        assert!(matches!(
+            store.claim(key("k"), Fingerprint::of("create", &2)),
+            Claim::Mismatch
+        ));
+    }
+
+    #[test]
+    fn an_abandoned_request_frees_its_key() {
+        let store = Arc::new(Idempotency::<u32>::new(Duration::from_secs(60)));
+        let a = Fingerprint::of("create", &1);
+        drop(store.claim(key("k"), a));
+        assert!(store.is_empty());
+        assert!(matches!(store.claim(key("k"), a), Claim::Run(_)));
+    }
+
+    #[test]
+    fn expired_outcomes_are_forgotten() {
+        let store = Arc::new(Idempotency::<u32>::new(Duration::ZERO));
+        let a = Fingerprint::of("create", &1);
+        let Claim::Run(ticket) = store.claim(key("k"), a) else {
+            panic!()
+        };
+        ticket.finish(1);
+        assert!(matches!(
+            store.claim(key("k"), Fingerprint::of("other", &1)),
+            Claim::Run(_)
+        ));
+        store.sweep();
+    }
+
+    #[test]
+    fn keys_must_be_visible_ascii_of_sane_length() {
+        for bad in ["", " ", "a b", "é", &"x".repeat(256)] {
+            assert!(
+                IdempotencyKey::parse(bad, "Idempotency-Key").is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The gateway: everything between the socket and a protocol adapter.
+//!
+//! One port ([`serve`]), the cross-cutting HTTP layers ([`trace`]), the one error table
+//! ([`error`]) and the protocol-neutral idempotency store ([`idempotency`]).
+
+pub mod error;
+pub mod idempotency;
+pub mod serve;
+pub mod trace;
+
+pub use error::ApiError;

@@ -1,0 +1,6 @@
+//! Protocol adapters: each translates one wire format to calls on the domain core and back.
+//!
+//! An adapter owns its wire types and converts by hand; it holds no order rules.
+
+pub mod health;
+pub mod rest;

@@ -1,0 +1,210 @@
+//! List endpoints: one set of query parameters and one envelope for every collection.
+//!
+//! ```text
+//! ?limit=20                   page size, 1..=max (default 20, max 100)
+//! ?cursor=...                 continue after the last page (opaque, signed)
+//! ?offset=40                  skip rows instead: accepted for comparison, the anti-pattern
+//! ?sort=-created_at,total_cents   `-` = descending; ties broken by id
+//! ?fields=id,status           sparse fieldsets
+//! ?include=customer,items     side-loading (where the collection has relations)
+//! ?status=paid&customer_id=7  filters (where the collection has them)
+//! ```
+//!
+//! Response: `{"data": [...], "next_cursor": "..." | null, "has_more": bool}`. Unknown parameters
+//! are refused with 400 rather than ignored, so `?stauts=paid` does not quietly return everything.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::domain::FieldViolation;
+use crate::domain::pagination::{CursorCodec, Limit, Page, PageRequest, Position, SortSpec};
+use crate::gateway::ApiError;
+
+/// What one collection supports.
+pub struct ListSpec {
+    /// Fields `?sort=` accepts.
+    pub sortable: &'static [&'static str],
+    /// Fields `?fields=` accepts (the representation's keys).
+    pub fields: &'static [&'static str],
+    /// Relations `?include=` accepts.
+    pub includes: &'static [&'static str],
+    /// Filter parameters accepted.
+    pub filters: &'static [&'static str],
+}
+
+/// Page sizes from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct PageLimits {
+    /// Used when no `?limit=` is given.
+    pub default: usize,
+    /// The largest accepted.
+    pub max: usize,
+}
+
+/// A parsed list request.
+#[derive(Debug)]
+pub struct ListParams {
+    /// Which page.
+    pub page: PageRequest,
+    /// `?fields=`, when given.
+    pub fields: Option<Vec<String>>,
+    /// `?include=` relations.
+    pub include: Vec<String>,
+    /// Filter values by parameter name, still raw: the endpoint parses them.
+    pub filters: BTreeMap<String, String>,
+}
+
+impl ListParams {
+    /// True when `?include=` names `relation`.
+    pub fn includes(&self, relation: &str) -> bool {
+        self.include.iter().any(|r| r == relation)
+    }
+}
+
+const COMMON: &[&str] = &["limit", "cursor", "offset", "sort", "fields", "include"];
+
+/// Parses the query pairs of a list request against `spec`, reporting every bad parameter.
+pub fn parse(
+    pairs: Vec<(String, String)>,
+    spec: &ListSpec,
+    limits: PageLimits,
+    cursors: &CursorCodec,
+) -> Result<ListParams, ApiError> {
+    let mut violations = Vec::new();
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in pairs {
+        let known = COMMON.contains(&name.as_str()) || spec.filters.contains(&name.as_str());
+        if !known {
+            let mut accepted: Vec<&str> = COMMON.to_vec();
+            if spec.includes.is_empty() {
+                accepted.retain(|p| *p != "include");
+            }
+            accepted.extend(spec.filters);
+            violations.push(FieldViolation::new(
+                name.clone(),
+                format!("unknown parameter; this list takes {}", accepted.join(", ")),
+            ));
+        } else if seen.insert(name.clone(), value).is_some() {
+            violations.push(FieldViolation::new(name, "given more than once"));
+        }
+    }
+
+    let limit = match seen.remove("limit") {
+        Some(raw) => Limit::parse(&raw, limits.max).unwrap_or_else(|v| {
+            violations.push(v);
+            Limit::new(limits.default)
+        }),
+        None => Limit::new(limits.default),
+    };
+    let sort = match seen.remove("sort") {
+        Some(raw) => SortSpec::parse(&raw, spec.sortable).unwrap_or_else(|v| {
+            violations.push(v);
+            SortSpec::by_id()
+        }),
+        None => SortSpec::by_id(),
+    };
+    let position = match (seen.remove("cursor"), seen.remove("offset")) {
+        (Some(_), Some(_)) => {
+            violations.push(FieldViolation::new(
+                "offset",
+                "cannot be combined with cursor; use one or the other",
+            ));
+            Position::Start
+        }
+        (Some(cursor), None) => match cursors.decode(&cursor, &sort) {
+            Ok(key) => Position::After(key),
+            Err(e) => {
+                violations.push(e.violation());
+                Position::Start
+            }
+        },
+        (None, Some(offset)) => match offset.trim().parse::<usize>() {
+            Ok(n) if n <= 10_000_000 => Position::Offset(n),
+            _ => {
+                violations.push(FieldViolation::new(
+                    "offset",
+                    "must be an integer from 0 to 10000000",
+                ));
+                Position::Start
+            }
+        },
+        (None, None) => Position::Start,
+    };
+    let fields = seen.remove("fields").map(|raw| {
+        let names = split_list(&raw);
+        for name in &names {
+            if !spec.fields.contains(&name.as_str()) {
+                violations.push(FieldViolation::new(
+                    "fields",
+                    format!("unknown field '{name}'; fields: {}", spec.fields.join(", ")),
+                ));
+            }
+        }
+        names
+    });
+    let include = seen
+        .remove("include")
+        .map(|raw| {
+            let names = split_list(&raw);
+            for name in &names {
+                if !spec.includes.contains(&name.as_str()) {
+                    violations.push(FieldViolation::new(
+                        "include",
+                        if spec.includes.is_empty() {
+                            "this list has no relations to include".to_owned()
+                        } else {
+                            format!(
+                                "cannot include '{name}'; relations: {}",
+                                spec.includes.join(", ")
+                            )
+                        },
+                    ));
+                }
+            }
+            names
+        })
+        .unwrap_or_default();
+    if !violations.is_empty() {
+        return Err(ApiError::invalid(violations));
+    }
+    Ok(ListParams {
+        page: PageRequest {
+            sort,
+            position,
+            limit,
+        },
+        fields,
+        include,
+        filters: seen,
+    })
+}
+
+fn split_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Keeps only the requested top-level fields of a representation (plus side-loaded relations).
+pub fn sparse(mut object: Map<String, Value>, params: &ListParams) -> Value {
+    if let Some(fields) = &params.fields {
+        object.retain(|key, _| fields.contains(key) || params.includes(key));
+    }
+    Value::Object(object)
+}
+
+/// The list envelope for `page`, whose rows are already rendered.
+pub fn envelope<T>(
+    page: &Page<T>,
+    data: Vec<Value>,
+    params: &ListParams,
+    cursors: &CursorCodec,
+) -> Value {
+    serde_json::json!({
+        "data": data,
+        "next_cursor": page.next.as_ref().map(|key| cursors.encode(&params.page.sort, key)),
+        "has_more": page.has_more(),
+    })
+}

@@ -1,0 +1,63 @@
+//! `/v1/products`: the catalog, read-only and publicly cacheable.
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::dto::ProductV1;
+use crate::app::App;
+use crate::domain::core::PRODUCT_SORT_FIELDS;
+use crate::domain::model::ProductId;
+use crate::gateway::ApiError;
+use crate::protocols::rest::conditional::content_etag;
+use crate::protocols::rest::listing::{self, ListSpec};
+use crate::protocols::rest::{Caching, JsonResponse};
+
+const PRODUCTS: ListSpec = ListSpec {
+    sortable: PRODUCT_SORT_FIELDS,
+    fields: &["id", "name", "price_cents", "currency"],
+    includes: &[],
+    filters: &[],
+};
+
+/// `GET /v1/products`
+pub async fn list(
+    State(app): State<App>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let params = listing::parse(query, &PRODUCTS, app.page_limits(), app.core.cursors())?;
+    let page = app.core.list_products(&params.page);
+    let data: Vec<Value> = page
+        .rows
+        .iter()
+        .map(|p| listing::sparse(to_object(&ProductV1::from(p)), &params))
+        .collect();
+    let body = listing::envelope(&page, data, &params, app.core.cursors());
+    Ok(JsonResponse::ok(&body)
+        .caching(Caching::Public)
+        .into_response())
+}
+
+/// `GET /v1/products/{id}`
+pub async fn read(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let product = app.core.product(ProductId::parse(&id)?)?;
+    let body = ProductV1::from(&product);
+    let etag = content_etag(&serde_json::to_vec(&body).expect("serializable"));
+    Ok(JsonResponse::ok(&body)
+        .etag(&etag)
+        .caching(Caching::Public)
+        .or_not_modified(&headers)
+        .into_response())
+}
+
+/// A wire type as a JSON object, for sparse fieldsets.
+pub fn to_object(value: &impl serde::Serialize) -> serde_json::Map<String, Value> {
+    match serde_json::to_value(value) {
+        Ok(Value::Object(map)) => map,
+        _ => unreachable!("wire types serialize to JSON objects"),
+    }
+}

@@ -1,0 +1,100 @@
+//! `/v1/customers`: list, create, read, and a customer's orders.
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use http::HeaderMap;
+use serde_json::Value;
+
+use super::catalog::to_object;
+use super::dto::{CustomerV1, NewCustomerV1};
+use super::orders;
+use crate::app::App;
+use crate::domain::core::CUSTOMER_SORT_FIELDS;
+use crate::domain::model::CustomerId;
+use crate::domain::{DomainError, NewCustomer, OrderFilter};
+use crate::gateway::ApiError;
+use crate::gateway::idempotency::Outcome;
+use crate::protocols::rest::body::JsonBody;
+use crate::protocols::rest::conditional::content_etag;
+use crate::protocols::rest::idempotent;
+use crate::protocols::rest::listing::{self, ListSpec};
+use crate::protocols::rest::{Caching, JsonResponse};
+
+const CUSTOMERS: ListSpec = ListSpec {
+    sortable: CUSTOMER_SORT_FIELDS,
+    fields: &["id", "name", "email"],
+    includes: &[],
+    filters: &[],
+};
+
+/// `GET /v1/customers`
+pub async fn list(
+    State(app): State<App>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let params = listing::parse(query, &CUSTOMERS, app.page_limits(), app.core.cursors())?;
+    let page = app.core.list_customers(&params.page);
+    let data: Vec<Value> = page
+        .rows
+        .iter()
+        .map(|c| listing::sparse(to_object(&CustomerV1::from(c)), &params))
+        .collect();
+    let body = listing::envelope(&page, data, &params, app.core.cursors());
+    Ok(JsonResponse::ok(&body)
+        .caching(Caching::Private)
+        .into_response())
+}
+
+/// `POST /v1/customers` -> 201; a taken email -> 409.
+pub async fn create(
+    State(app): State<App>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<NewCustomerV1>,
+) -> Result<Response, ApiError> {
+    let command = NewCustomer::from(body);
+    let executed = idempotent::run(&app, &headers, "create_customer", &command, || {
+        app.core
+            .create_customer(command.clone())
+            .map(Outcome::Customer)
+    })?;
+    let response = match &executed.recorded {
+        Ok(Outcome::Customer(customer)) => JsonResponse::created(
+            &format!("/v1/customers/{}", customer.id),
+            &CustomerV1::from(customer),
+        )
+        .into_response(),
+        Ok(_) => ApiError::from(DomainError::Internal("unexpected outcome".into())).into_response(),
+        Err(error) => ApiError::from(error.clone()).into_response(),
+    };
+    Ok(executed.mark(response))
+}
+
+/// `GET /v1/customers/{id}`
+pub async fn read(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let customer = app.core.customer(CustomerId::parse(&id)?)?;
+    let body = CustomerV1::from(&customer);
+    let etag = content_etag(&serde_json::to_vec(&body).expect("serializable"));
+    Ok(JsonResponse::ok(&body)
+        .etag(&etag)
+        .caching(Caching::Private)
+        .or_not_modified(&headers)
+        .into_response())
+}
+
+/// `GET /v1/customers/{id}/orders`: the orders list, fixed to one customer.
+pub async fn orders(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let customer = app.core.customer(CustomerId::parse(&id)?)?;
+    let filter = OrderFilter {
+        customer_id: Some(customer.id),
+        status: None,
+    };
+    orders::list_filtered(&app, query, &orders::CUSTOMER_ORDERS, filter)
+}

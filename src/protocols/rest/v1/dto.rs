@@ -1,0 +1,382 @@
+//! The v1 wire types: what REST v1 clients send and receive, and the hand-written conversions
+//! to and from the domain.
+//!
+//! Field names are snake_case and ids are strings; the other JSON protocols use the same names.
+//! Request types refuse unknown fields, so a typo (`quantiy`) is a 400, not a silent default.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::domain::model::{
+    Cancellation, Customer, CustomerId, Item, Order, OrderStatus, Product, ProductId, Quantity,
+};
+use crate::domain::{FieldViolation, NewCustomer, NewItem, NewOrder, OrderChanges};
+
+/// RFC 3339 with milliseconds, UTC: `2026-11-23T21:40:00.123Z`.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// An order as v1 shows it.
+#[derive(Debug, Serialize)]
+pub struct OrderV1 {
+    /// Opaque id.
+    pub id: String,
+    /// The customer's id.
+    pub customer_id: String,
+    /// `pending`, `paid`, `shipped`, `delivered` or `cancelled`.
+    pub status: &'static str,
+    /// The lines.
+    pub items: Vec<ItemV1>,
+    /// Sum of the lines, in cents.
+    pub total_cents: i64,
+    /// ISO 4217.
+    pub currency: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    /// Grows by one on every change; the ETag.
+    pub version: u64,
+    /// Present once cancelled.
+    pub cancellation: Option<CancellationV1>,
+}
+
+impl From<&Order> for OrderV1 {
+    fn from(order: &Order) -> Self {
+        Self {
+            id: order.id.to_string(),
+            customer_id: order.customer_id.to_string(),
+            status: order.status.as_str(),
+            items: order.items.iter().map(ItemV1::from).collect(),
+            total_cents: order.total_cents(),
+            currency: order.currency.clone(),
+            created_at: timestamp(order.created_at),
+            updated_at: timestamp(order.updated_at),
+            version: order.version,
+            cancellation: order.cancellation.as_ref().map(CancellationV1::from),
+        }
+    }
+}
+
+/// One line of an order.
+#[derive(Debug, Serialize)]
+pub struct ItemV1 {
+    /// Unique within the order.
+    pub id: String,
+    /// The product's id.
+    pub product_id: String,
+    /// How many.
+    pub quantity: u32,
+    /// The price of one, when added.
+    pub unit_price_cents: i64,
+}
+
+impl From<&Item> for ItemV1 {
+    fn from(item: &Item) -> Self {
+        Self {
+            id: item.id.to_string(),
+            product_id: item.product_id.to_string(),
+            quantity: item.quantity.get(),
+            unit_price_cents: item.unit_price_cents,
+        }
+    }
+}
+
+/// Why and when an order was cancelled.
+#[derive(Debug, Serialize)]
+pub struct CancellationV1 {
+    /// As given, or null.
+    pub reason: Option<String>,
+    /// RFC 3339.
+    pub cancelled_at: String,
+}
+
+impl From<&Cancellation> for CancellationV1 {
+    fn from(c: &Cancellation) -> Self {
+        Self {
+            reason: c.reason.clone(),
+            cancelled_at: timestamp(c.cancelled_at),
+        }
+    }
+}
+
+/// The cancellation resource: `POST /v1/orders/{id}/cancellations` creates it,
+/// `GET /v1/orders/{id}/cancellation` reads it.
+#[derive(Debug, Serialize)]
+pub struct CancellationResourceV1 {
+    /// The cancelled order's id.
+    pub order_id: String,
+    /// As given, or null.
+    pub reason: Option<String>,
+    /// RFC 3339.
+    pub cancelled_at: String,
+    /// The order after cancelling.
+    pub order: OrderV1,
+}
+
+impl CancellationResourceV1 {
+    /// The resource for a cancelled order, if it is one.
+    pub fn of(order: &Order) -> Option<Self> {
+        let c = order.cancellation.as_ref()?;
+        Some(Self {
+            order_id: order.id.to_string(),
+            reason: c.reason.clone(),
+            cancelled_at: timestamp(c.cancelled_at),
+            order: OrderV1::from(order),
+        })
+    }
+}
+
+/// A customer.
+#[derive(Debug, Serialize)]
+pub struct CustomerV1 {
+    /// Opaque id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Unique email.
+    pub email: String,
+}
+
+impl From<&Customer> for CustomerV1 {
+    fn from(c: &Customer) -> Self {
+        Self {
+            id: c.id.to_string(),
+            name: c.name.clone(),
+            email: c.email.clone(),
+        }
+    }
+}
+
+/// A product.
+#[derive(Debug, Serialize)]
+pub struct ProductV1 {
+    /// Opaque id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Unit price in cents.
+    pub price_cents: i64,
+    /// ISO 4217.
+    pub currency: String,
+}
+
+impl From<&Product> for ProductV1 {
+    fn from(p: &Product) -> Self {
+        Self {
+            id: p.id.to_string(),
+            name: p.name.clone(),
+            price_cents: p.price_cents,
+            currency: p.currency.clone(),
+        }
+    }
+}
+
+// ---- requests ----
+
+/// `{"product_id": "3", "quantity": 2}`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewItemV1 {
+    /// An existing product.
+    pub product_id: String,
+    /// 1 to 1000.
+    pub quantity: i64,
+}
+
+impl NewItemV1 {
+    /// The domain item, or what is wrong with it (fields relative to the item).
+    pub fn into_domain(self) -> Result<NewItem, Vec<FieldViolation>> {
+        let product_id = ProductId::parse(&self.product_id).map_err(|_| {
+            FieldViolation::new(
+                "product_id",
+                format!("no product with id '{}'", self.product_id),
+            )
+        });
+        let quantity = Quantity::parse(self.quantity);
+        match (product_id, quantity) {
+            (Ok(product_id), Ok(quantity)) => Ok(NewItem {
+                product_id,
+                quantity,
+            }),
+            (p, q) => Err(p.err().into_iter().chain(q.err()).collect()),
+        }
+    }
+}
+
+fn items_into_domain(items: Vec<NewItemV1>, violations: &mut Vec<FieldViolation>) -> Vec<NewItem> {
+    let mut parsed = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        match item.into_domain() {
+            Ok(item) => parsed.push(item),
+            Err(errors) => {
+                violations.extend(errors.into_iter().map(|v| v.under(&format!("items[{i}]"))))
+            }
+        }
+    }
+    parsed
+}
+
+fn customer_ref(raw: &str, violations: &mut Vec<FieldViolation>) -> Option<CustomerId> {
+    CustomerId::parse(raw)
+        .map_err(|_| {
+            violations.push(FieldViolation::new(
+                "customer_id",
+                format!("no customer with id '{raw}'"),
+            ))
+        })
+        .ok()
+}
+
+fn status(raw: &str, violations: &mut Vec<FieldViolation>) -> Option<OrderStatus> {
+    raw.parse().map_err(|v| violations.push(v)).ok()
+}
+
+/// `POST /v1/orders` and each element of `POST /v1/orders/bulk`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrderV1 {
+    /// An existing customer.
+    pub customer_id: String,
+    /// 1 to 100 items.
+    pub items: Vec<NewItemV1>,
+}
+
+impl CreateOrderV1 {
+    /// The domain command, or every field that is wrong.
+    pub fn into_domain(self) -> Result<NewOrder, Vec<FieldViolation>> {
+        let mut violations = Vec::new();
+        let customer_id = customer_ref(&self.customer_id, &mut violations);
+        let items = items_into_domain(self.items, &mut violations);
+        match customer_id {
+            Some(customer_id) if violations.is_empty() => Ok(NewOrder { customer_id, items }),
+            _ => Err(violations),
+        }
+    }
+}
+
+/// `PUT /v1/orders/{id}`: every writable field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceOrderV1 {
+    /// An existing customer.
+    pub customer_id: String,
+    /// The status, following the life cycle.
+    pub status: String,
+    /// 1 to 100 items, replacing the current ones.
+    pub items: Vec<NewItemV1>,
+}
+
+impl ReplaceOrderV1 {
+    /// The domain change setting every field.
+    pub fn into_domain(self) -> Result<OrderChanges, Vec<FieldViolation>> {
+        let mut violations = Vec::new();
+        let customer_id = customer_ref(&self.customer_id, &mut violations);
+        let status = status(&self.status, &mut violations);
+        let items = items_into_domain(self.items, &mut violations);
+        if !violations.is_empty() {
+            return Err(violations);
+        }
+        Ok(OrderChanges {
+            customer_id,
+            status,
+            items: Some(items),
+        })
+    }
+}
+
+/// `PATCH /v1/orders/{id}` (JSON merge patch): any subset of the writable fields. `null` would
+/// mean "remove", and none of them can be removed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchOrderV1 {
+    /// A new customer.
+    #[serde(default, deserialize_with = "present")]
+    pub customer_id: Option<Option<String>>,
+    /// A new status.
+    #[serde(default, deserialize_with = "present")]
+    pub status: Option<Option<String>>,
+    /// New items replacing the current ones (merge patch replaces arrays whole).
+    #[serde(default, deserialize_with = "present")]
+    pub items: Option<Option<Vec<NewItemV1>>>,
+}
+
+/// Distinguishes a field given as `null` (`Some(None)`) from a field left out (`None`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+impl PatchOrderV1 {
+    /// The domain change, or every field that is wrong.
+    pub fn into_domain(self) -> Result<OrderChanges, Vec<FieldViolation>> {
+        let mut violations = Vec::new();
+        let mut required = |name: &str, given: bool| {
+            if !given {
+                violations.push(FieldViolation::new(name, "cannot be removed (null)"));
+            }
+        };
+        required("customer_id", !matches!(self.customer_id, Some(None)));
+        required("status", !matches!(self.status, Some(None)));
+        required("items", !matches!(self.items, Some(None)));
+        let customer_id = self
+            .customer_id
+            .flatten()
+            .and_then(|raw| customer_ref(&raw, &mut violations));
+        let status = self
+            .status
+            .flatten()
+            .and_then(|raw| status(&raw, &mut violations));
+        let items = self
+            .items
+            .flatten()
+            .map(|items| items_into_domain(items, &mut violations));
+        if !violations.is_empty() {
+            return Err(violations);
+        }
+        Ok(OrderChanges {
+            customer_id,
+            status,
+            items,
+        })
+    }
+}
+
+/// `POST /v1/orders/{id}/cancellations`; the body is optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelV1 {
+    /// Why, at most 500 characters.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /v1/orders/bulk`: each element is parsed on its own, so one bad element fails alone.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkV1 {
+    /// Up to 100 `CreateOrderV1` objects.
+    pub orders: Vec<serde_json::Value>,
+}
+
+/// `POST /v1/customers`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCustomerV1 {
+    /// 1 to 200 characters.
+    pub name: String,
+    /// Unique email.
+    pub email: String,
+}
+
+impl From<NewCustomerV1> for NewCustomer {
+    fn from(c: NewCustomerV1) -> Self {
+        Self {
+            name: c.name,
+            email: c.email,
+        }
+    }
+}

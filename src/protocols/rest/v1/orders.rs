@@ -1,0 +1,412 @@
+//! `/v1/orders` and its sub-resources: items and cancellations.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+
+use super::catalog::to_object;
+use super::dto::{
+    BulkV1, CancelV1, CancellationResourceV1, CreateOrderV1, CustomerV1, ItemV1, NewItemV1,
+    OrderV1, PatchOrderV1, ReplaceOrderV1,
+};
+use crate::app::App;
+use crate::domain::core::{ITEM_SORT_FIELDS, MAX_BULK_ORDERS, ORDER_SORT_FIELDS};
+use crate::domain::model::{Customer, CustomerId, ItemId, Order, OrderId};
+use crate::domain::{DomainError, FieldViolation, OrderFilter};
+use crate::gateway::ApiError;
+use crate::gateway::error::kind;
+use crate::gateway::idempotency::{Outcome, Recorded};
+use crate::gateway::trace::problem_body;
+use crate::protocols::rest::body::{JsonBody, OptionalJsonBody, PatchBody, shape_error};
+use crate::protocols::rest::conditional::{content_etag, expected_version, version_etag};
+use crate::protocols::rest::idempotent;
+use crate::protocols::rest::listing::{self, ListParams, ListSpec};
+use crate::protocols::rest::{Caching, JsonResponse};
+
+const ORDER_FIELDS: &[&str] = &[
+    "id",
+    "customer_id",
+    "status",
+    "total_cents",
+    "currency",
+    "created_at",
+    "updated_at",
+    "version",
+    "cancellation",
+];
+
+/// `GET /v1/orders`
+pub const ORDERS: ListSpec = ListSpec {
+    sortable: ORDER_SORT_FIELDS,
+    fields: ORDER_FIELDS,
+    includes: &["customer", "items"],
+    filters: &["status", "customer_id"],
+};
+
+/// `GET /v1/customers/{id}/orders`: the same, with the customer fixed by the path.
+pub const CUSTOMER_ORDERS: ListSpec = ListSpec {
+    filters: &["status"],
+    ..ORDERS
+};
+
+const ITEMS: ListSpec = ListSpec {
+    sortable: ITEM_SORT_FIELDS,
+    fields: &["id", "product_id", "quantity", "unit_price_cents"],
+    includes: &[],
+    filters: &[],
+};
+
+fn order_id(raw: &str) -> Result<OrderId, ApiError> {
+    Ok(OrderId::parse(raw)?)
+}
+
+fn invalid(violations: Vec<FieldViolation>) -> ApiError {
+    ApiError::invalid(violations)
+}
+
+/// The recorded order of an idempotent write, or its error.
+fn recorded_order(recorded: &Recorded) -> Result<&Order, ApiError> {
+    match recorded {
+        Ok(Outcome::Order(order)) => Ok(order),
+        Ok(_) => Err(DomainError::Internal("unexpected idempotent outcome".into()).into()),
+        Err(error) => Err(error.clone().into()),
+    }
+}
+
+fn order_body(order: &Order) -> JsonResponse {
+    JsonResponse::ok(&OrderV1::from(order))
+        .etag(&version_etag(order.version))
+        .caching(Caching::Private)
+}
+
+// ---- the collection ----
+
+/// `GET /v1/orders`
+pub async fn list(
+    State(app): State<App>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    list_filtered(&app, query, &ORDERS, OrderFilter::default())
+}
+
+/// Lists orders for `query`, on top of `filter` (which a path may have fixed).
+pub fn list_filtered(
+    app: &App,
+    query: Vec<(String, String)>,
+    spec: &ListSpec,
+    mut filter: OrderFilter,
+) -> Result<Response, ApiError> {
+    let params = listing::parse(query, spec, app.page_limits(), app.core.cursors())?;
+    if let Some(raw) = params.filters.get("status") {
+        filter.status = Some(raw.parse().map_err(|v: FieldViolation| invalid(vec![v]))?);
+    }
+    let mut no_match = false;
+    if let Some(raw) = params.filters.get("customer_id") {
+        // An id this server never issued names no customer, so it matches no order.
+        match CustomerId::parse(raw) {
+            Ok(id) => filter.customer_id = Some(id),
+            Err(_) => no_match = true,
+        }
+    }
+    let page = if no_match {
+        crate::domain::pagination::Page {
+            rows: Vec::new(),
+            next: None,
+        }
+    } else {
+        app.core.list_orders(&filter, &params.page)
+    };
+    let mut customers = HashMap::new();
+    let data: Vec<Value> = page
+        .rows
+        .iter()
+        .map(|order| order_row(app, order, &params, &mut customers))
+        .collect();
+    let body = listing::envelope(&page, data, &params, app.core.cursors());
+    Ok(JsonResponse::ok(&body)
+        .caching(Caching::Private)
+        .into_response())
+}
+
+/// One order in a list: items only with `include=items`, the customer with `include=customer`.
+fn order_row(
+    app: &App,
+    order: &Order,
+    params: &ListParams,
+    customers: &mut HashMap<CustomerId, Option<Customer>>,
+) -> Value {
+    let mut object = to_object(&OrderV1::from(order));
+    if !params.includes("items") {
+        object.remove("items");
+    }
+    if params.includes("customer") {
+        let customer = customers
+            .entry(order.customer_id)
+            .or_insert_with(|| app.core.customer(order.customer_id).ok());
+        object.insert(
+            "customer".into(),
+            customer
+                .as_ref()
+                .map_or(Value::Null, |c| json!(CustomerV1::from(c))),
+        );
+    }
+    listing::sparse(object, params)
+}
+
+/// `POST /v1/orders` -> 201 + Location; honours `Idempotency-Key`.
+pub async fn create(
+    State(app): State<App>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<CreateOrderV1>,
+) -> Result<Response, ApiError> {
+    let command = body.into_domain().map_err(invalid)?;
+    let executed = idempotent::run(&app, &headers, "create_order", &command, || {
+        app.core.create_order(command.clone()).map(Outcome::Order)
+    })?;
+    let response = recorded_order(&executed.recorded).map(|order| {
+        JsonResponse::created(&format!("/v1/orders/{}", order.id), &OrderV1::from(order))
+            .etag(&version_etag(order.version))
+            .into_response()
+    });
+    Ok(executed.mark(response.into_response()))
+}
+
+/// `POST /v1/orders/bulk` -> 200 with one result per order; a bad element fails alone.
+pub async fn bulk(
+    State(app): State<App>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<BulkV1>,
+) -> Result<Response, ApiError> {
+    if body.orders.is_empty() || body.orders.len() > MAX_BULK_ORDERS {
+        return Err(invalid(vec![FieldViolation::new(
+            "orders",
+            format!("must hold 1 to {MAX_BULK_ORDERS} orders"),
+        )]));
+    }
+    let executed = idempotent::run(&app, &headers, "bulk_create_orders", &body.orders, || {
+        let results = body
+            .orders
+            .iter()
+            .map(|value| {
+                let parsed: CreateOrderV1 =
+                    serde_path_to_error::deserialize(value).map_err(|e| {
+                        let path = e.path().to_string();
+                        let error = shape_error(&path, e.inner());
+                        DomainError::Invalid(error.violations)
+                    })?;
+                let command = parsed.into_domain().map_err(DomainError::Invalid)?;
+                app.core.create_order(command)
+            })
+            .collect();
+        Ok(Outcome::Bulk(results))
+    })?;
+    let Ok(Outcome::Bulk(results)) = &executed.recorded else {
+        return Err(DomainError::Internal("unexpected idempotent outcome".into()).into());
+    };
+    let results: Vec<Value> = results
+        .iter()
+        .enumerate()
+        .map(|(index, result)| match result {
+            Ok(order) => json!({ "index": index, "status": 201, "id": order.id.to_string() }),
+            Err(error) => {
+                let error = ApiError::from(error.clone());
+                json!({
+                    "index": index,
+                    "status": error.kind.status.as_u16(),
+                    "error": problem_body(&error, None, None),
+                })
+            }
+        })
+        .collect();
+    let response =
+        JsonResponse::new(StatusCode::OK, &json!({ "results": results })).into_response();
+    Ok(executed.mark(response))
+}
+
+// ---- one order ----
+
+/// `GET /v1/orders/{id}` with `ETag`; `If-None-Match` -> 304.
+pub async fn read(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let order = app.core.order(order_id(&id)?)?;
+    Ok(order_body(&order).or_not_modified(&headers).into_response())
+}
+
+/// `PUT /v1/orders/{id}`: replaces customer, status and items; `If-Match` -> 412 on mismatch.
+pub async fn replace(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<ReplaceOrderV1>,
+) -> Result<Response, ApiError> {
+    let id = order_id(&id)?;
+    // Path first: a PUT to an order that does not exist is a 404 whatever the body says.
+    app.core.order(id)?;
+    let changes = body.into_domain().map_err(invalid)?;
+    let order = app
+        .core
+        .update_order(id, changes, &expected_version(&headers))?;
+    Ok(order_body(&order).into_response())
+}
+
+/// `PATCH /v1/orders/{id}` (merge patch); `If-Match`, `Idempotency-Key`.
+pub async fn modify(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    PatchBody(body): PatchBody<PatchOrderV1>,
+) -> Result<Response, ApiError> {
+    let id = order_id(&id)?;
+    let changes = body.into_domain().map_err(invalid)?;
+    let expect = expected_version(&headers);
+    let command = (id, &changes, &expect);
+    let executed = idempotent::run(&app, &headers, "update_order", &command, || {
+        app.core
+            .update_order(id, changes.clone(), &expect)
+            .map(Outcome::Order)
+    })?;
+    let response =
+        recorded_order(&executed.recorded).map(|order| order_body(order).into_response());
+    Ok(executed.mark(response.into_response()))
+}
+
+/// `DELETE /v1/orders/{id}` -> 204; `If-Match`.
+pub async fn remove(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    app.core
+        .delete_order(order_id(&id)?, &expected_version(&headers))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- items ----
+
+/// `GET /v1/orders/{id}/items`
+pub async fn list_items(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let id = order_id(&id)?;
+    let params = listing::parse(query, &ITEMS, app.page_limits(), app.core.cursors())?;
+    let page = app.core.list_items(id, &params.page)?;
+    let data: Vec<Value> = page
+        .rows
+        .iter()
+        .map(|item| listing::sparse(to_object(&ItemV1::from(item)), &params))
+        .collect();
+    let body = listing::envelope(&page, data, &params, app.core.cursors());
+    Ok(JsonResponse::ok(&body)
+        .caching(Caching::Private)
+        .into_response())
+}
+
+/// `POST /v1/orders/{id}/items` -> 201 + Location; `If-Match`, `Idempotency-Key`.
+pub async fn add_item(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<NewItemV1>,
+) -> Result<Response, ApiError> {
+    let id = order_id(&id)?;
+    let item = body.into_domain().map_err(invalid)?;
+    let expect = expected_version(&headers);
+    let command = (id, &item, &expect);
+    let executed = idempotent::run(&app, &headers, "add_item", &command, || {
+        app.core
+            .add_item(id, item.clone(), &expect)
+            .map(|(order, item_id)| Outcome::ItemAdded(order, item_id))
+    })?;
+    let response = match &executed.recorded {
+        Ok(Outcome::ItemAdded(order, item_id)) => match order.item(*item_id) {
+            Some(item) => JsonResponse::created(
+                &format!("/v1/orders/{}/items/{}", order.id, item.id),
+                &ItemV1::from(item),
+            )
+            .into_response(),
+            None => {
+                ApiError::from(DomainError::Internal("added item missing".into())).into_response()
+            }
+        },
+        Ok(_) => ApiError::from(DomainError::Internal(
+            "unexpected idempotent outcome".into(),
+        ))
+        .into_response(),
+        Err(error) => ApiError::from(error.clone()).into_response(),
+    };
+    Ok(executed.mark(response))
+}
+
+/// `GET /v1/orders/{id}/items/{item_id}`
+pub async fn read_item(
+    State(app): State<App>,
+    Path((id, item_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let item = app.core.item(order_id(&id)?, ItemId::parse(&item_id)?)?;
+    let body = ItemV1::from(&item);
+    let etag = content_etag(&serde_json::to_vec(&body).expect("serializable"));
+    Ok(JsonResponse::ok(&body)
+        .etag(&etag)
+        .caching(Caching::Private)
+        .or_not_modified(&headers)
+        .into_response())
+}
+
+// ---- cancellation ----
+
+/// `POST /v1/orders/{id}/cancellations` `{"reason"?}` -> 201; 409 once shipped.
+pub async fn cancel(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    OptionalJsonBody(body): OptionalJsonBody<CancelV1>,
+) -> Result<Response, ApiError> {
+    let id = order_id(&id)?;
+    let reason = body.and_then(|b| b.reason);
+    let expect = expected_version(&headers);
+    let command = (id, &reason, &expect);
+    let executed = idempotent::run(&app, &headers, "cancel_order", &command, || {
+        app.core
+            .cancel_order(id, reason.clone(), &expect)
+            .map(Outcome::Order)
+    })?;
+    let response = recorded_order(&executed.recorded).and_then(|order| {
+        let resource = CancellationResourceV1::of(order).ok_or_else(|| {
+            ApiError::from(DomainError::Internal(
+                "cancelled order has no cancellation".into(),
+            ))
+        })?;
+        Ok(
+            JsonResponse::created(&format!("/v1/orders/{}/cancellation", order.id), &resource)
+                .etag(&version_etag(order.version))
+                .into_response(),
+        )
+    });
+    Ok(executed.mark(response.into_response()))
+}
+
+/// `GET /v1/orders/{id}/cancellation`: 404 unless the order is cancelled.
+pub async fn read_cancellation(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let order = app.core.order(order_id(&id)?)?;
+    let resource = CancellationResourceV1::of(&order).ok_or_else(|| {
+        ApiError::new(
+            &kind::NOT_FOUND,
+            format!("order '{}' is {}, not cancelled", order.id, order.status),
+        )
+    })?;
+    Ok(JsonResponse::ok(&resource)
+        .caching(Caching::Private)
+        .into_response())
+}
