@@ -1,0 +1,225 @@
+//! One port, the probes, graceful shutdown and the command line, through real sockets and the
+//! real binary.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::TestServer;
+
+#[tokio::test]
+async fn http1_and_http2_prior_knowledge_share_one_port() {
+    let server = TestServer::start().await;
+    let h1 = reqwest::Client::builder().http1_only().build().unwrap();
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for (client, version) in [(h1, reqwest::Version::HTTP_11), (h2, reqwest::Version::HTTP_2)] {
+        let response = client.get(server.url("/v1/orders/1")).send().await.unwrap();
+        assert_eq!(response.version(), version);
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["id"], "1");
+    }
+}
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_without_setup() {
+    let server = TestServer::start().await;
+    let health: serde_json::Value = server.get("/healthz").send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    let response = server.get("/readyz").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let ready: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["orders"], 24);
+}
+
+#[tokio::test]
+async fn the_problem_table_is_served_and_every_type_link_resolves() {
+    let server = TestServer::start().await;
+    let table: serde_json::Value = server.get("/problems").send().await.unwrap().json().await.unwrap();
+    let rows = table["data"].as_array().unwrap();
+    assert!(rows.len() >= 10);
+    for row in rows {
+        let uri = row["type"].as_str().unwrap();
+        let one: serde_json::Value = server.get(uri).send().await.unwrap().json().await.unwrap();
+        assert_eq!(&one, row);
+        assert!(row["grpc_code"].is_string() && row["graphql_code"].is_string());
+    }
+    common::expect_problem(server.get("/problems/nope").send().await.unwrap(), 404, "not-found").await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_request_finish_then_refuses_new_connections() {
+    let server = TestServer::empty().await;
+    let addr = server.addr;
+    let customer: serde_json::Value = server
+        .post("/v1/customers")
+        .json(&serde_json::json!({"name": "Ada", "email": "ada@example.com"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let body = format!(
+        r#"{{"customer_id":"{}","items":[{{"product_id":"1","quantity":1}}]}}"#,
+        customer["id"].as_str().unwrap()
+    );
+    let (first, rest) = body.split_at(10);
+    let (first, rest) = (first.to_owned(), rest.to_owned());
+
+    // A request whose body arrives in two parts, with the shutdown signal in between.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(2);
+    tx.send(Ok(first)).await.unwrap();
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    // Warm the connection first, so the streamed request below runs on an accepted connection.
+    server.get("/healthz").send().await.unwrap();
+    let request = server
+        .post("/v1/orders")
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send();
+    let in_flight = tokio::spawn(request);
+    // Give the server a moment to parse the headers; the handler then waits for the body.
+    // (An ordering hint, not a timing assertion: nothing here measures speed.)
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let stopping = tokio::spawn(server.stop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tx.send(Ok(rest)).await.unwrap();
+    drop(tx);
+
+    let response = in_flight.await.unwrap().expect("the in-flight request completes");
+    assert_eq!(response.status(), 201);
+    stopping.await.unwrap().expect("the server stops cleanly");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no new connections after shutdown");
+}
+
+fn polyport() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_polyport"))
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let output = polyport().args(["serve", "--help"]).output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for flag in ["--addr", "--config", "--no-demo-data", "--demo-orders", "POLYPORT_ADDR", "POLYPORT_CONFIG"] {
+        assert!(help.contains(flag), "serve --help lacks {flag}:\n{help}");
+    }
+    let top = polyport().arg("--help").output().unwrap();
+    assert!(String::from_utf8(top.stdout).unwrap().contains("serve"));
+}
+
+/// Starts the binary, returns it and the address it logged.
+fn spawn_binary(args: &[&str], envs: &[(&str, &str)]) -> (std::process::Child, String) {
+    let mut child = polyport()
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the server logs its address before anything else ends")
+            .unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait().unwrap()
+}
+
+#[tokio::test]
+async fn the_binary_logs_its_port_zero_address_serves_and_exits_zero_on_sigterm() {
+    let (mut child, addr) = spawn_binary(&["serve", "--addr", "127.0.0.1:0", "--demo-orders", "5"], &[]);
+    assert!(!addr.ends_with(":0"), "the real port is logged, got {addr}");
+    let ready: serde_json::Value = reqwest::get(format!("http://{addr}/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["orders"], 5);
+    let status = terminate(&mut child);
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn polyport_addr_from_the_environment_is_used_and_no_demo_data_starts_empty() {
+    let (mut child, addr) = spawn_binary(
+        &["serve", "--no-demo-data"],
+        &[("POLYPORT_ADDR", "127.0.0.1:0")],
+    );
+    let orders: serde_json::Value = reqwest::get(format!("http://{addr}/v1/orders"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(orders["data"], serde_json::json!([]));
+    let products: serde_json::Value = reqwest::get(format!("http://{addr}/v1/products?limit=100"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(products["data"].as_array().unwrap().len() >= 20, "the catalog is always there");
+    assert_eq!(terminate(&mut child).code(), Some(0));
+}
+
+#[test]
+fn a_bad_config_file_stops_start_up_with_a_clear_message() {
+    let dir = std::env::temp_dir().join(format!("polyport-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "[server]\nadress = \"127.0.0.1:0\"\n").unwrap();
+    let output = polyport()
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("adress"), "{stderr}");
+}
+
+#[test]
+fn the_config_file_sets_values_and_flags_override_it() {
+    let dir = std::env::temp_dir().join(format!("polyport-test-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("small.toml");
+    std::fs::write(&path, "[data]\ndemo_orders = 3\n[pagination]\ndefault_limit = 2\n").unwrap();
+    let (mut child, addr) = spawn_binary(
+        &["serve", "--addr", "127.0.0.1:0", "--config", path.to_str().unwrap()],
+        &[],
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let page: serde_json::Value = runtime.block_on(async {
+        reqwest::get(format!("http://{addr}/v1/orders")).await.unwrap().json().await.unwrap()
+    });
+    assert_eq!(page["data"].as_array().unwrap().len(), 2);
+    assert_eq!(page["has_more"], true);
+    assert_eq!(terminate(&mut child).code(), Some(0));
+}
