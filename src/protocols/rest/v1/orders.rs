@@ -140,7 +140,7 @@ fn order_row(
 ) -> Value {
     let mut object = to_object(&OrderV1::from(order));
     if !params.includes("items") {
-        object.remove("items");
+        object.shift_remove("items");
     }
     if params.includes("customer") {
         let customer = customers
