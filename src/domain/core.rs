@@ -39,6 +39,45 @@ pub struct NewItem {
     pub quantity: Quantity,
 }
 
+impl NewItem {
+    /// Parses an item from wire values; violations name `product_id` and `quantity`.
+    pub fn parse(product_id: &str, quantity: i64) -> Result<Self, Vec<FieldViolation>> {
+        let product_id = ProductId::parse(product_id).map_err(|_| {
+            FieldViolation::new("product_id", format!("no product with id '{product_id}'"))
+        });
+        match (product_id, Quantity::parse(quantity)) {
+            (Ok(product_id), Ok(quantity)) => Ok(Self {
+                product_id,
+                quantity,
+            }),
+            (p, q) => Err(p.err().into_iter().chain(q.err()).collect()),
+        }
+    }
+
+    /// Parses a list of items, reporting problems under `items[i]`.
+    pub fn parse_all<'a>(
+        items: impl IntoIterator<Item = (&'a str, i64)>,
+        violations: &mut Vec<FieldViolation>,
+    ) -> Vec<Self> {
+        let mut parsed = Vec::new();
+        for (i, (product_id, quantity)) in items.into_iter().enumerate() {
+            match Self::parse(product_id, quantity) {
+                Ok(item) => parsed.push(item),
+                Err(errors) => {
+                    violations.extend(errors.into_iter().map(|v| v.under(&format!("items[{i}]"))))
+                }
+            }
+        }
+        parsed
+    }
+}
+
+/// Parses a reference to a customer named in a request field.
+pub fn customer_ref(raw: &str, field: &str) -> Result<CustomerId, FieldViolation> {
+    CustomerId::parse(raw)
+        .map_err(|_| FieldViolation::new(field, format!("no customer with id '{raw}'")))
+}
+
 /// A request to create an order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NewOrder {
@@ -46,6 +85,22 @@ pub struct NewOrder {
     pub customer_id: CustomerId,
     /// At least one item.
     pub items: Vec<NewItem>,
+}
+
+impl NewOrder {
+    /// Parses an order from wire values, reporting every bad field.
+    pub fn parse<'a>(
+        customer_id: &str,
+        items: impl IntoIterator<Item = (&'a str, i64)>,
+    ) -> Result<Self, Vec<FieldViolation>> {
+        let mut violations = Vec::new();
+        let customer_id = customer_ref(customer_id, "customer_id").map_err(|v| violations.push(v));
+        let items = NewItem::parse_all(items, &mut violations);
+        match customer_id {
+            Ok(customer_id) if violations.is_empty() => Ok(Self { customer_id, items }),
+            _ => Err(violations),
+        }
+    }
 }
 
 /// A partial change to an order (PATCH); a full replacement (PUT) sets every field.

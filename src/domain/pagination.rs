@@ -248,6 +248,8 @@ pub enum CursorError {
     Invalid,
     /// Ours, but made for another sort order.
     WrongSort,
+    /// Ours, but made for another list (a customers cursor sent to the orders list).
+    WrongList,
 }
 
 impl CursorError {
@@ -262,6 +264,7 @@ impl CursorError {
                 "cursor",
                 "was issued for a different sort order; send the same sort as the first page",
             ),
+            Self::WrongList => FieldViolation::new("cursor", "was issued for a different list"),
         }
     }
 }
@@ -290,8 +293,8 @@ impl CursorCodec {
         mac.finalize().into_bytes()[..Self::TAG_LEN].to_vec()
     }
 
-    /// The cursor for continuing after `key` under `sort`.
-    pub fn encode(&self, sort: &SortSpec, key: &RowKey) -> String {
+    /// The cursor for continuing the list named `list` after `key` under `sort`.
+    pub fn encode(&self, list: &str, sort: &SortSpec, key: &RowKey) -> String {
         let values: Vec<serde_json::Value> = key
             .values
             .iter()
@@ -300,7 +303,8 @@ impl CursorCodec {
                 SortValue::Text(s) => serde_json::Value::from(s.as_str()),
             })
             .collect();
-        let payload = serde_json::json!({ "s": sort.canonical(), "k": values, "id": key.id });
+        let payload =
+            serde_json::json!({ "l": list, "s": sort.canonical(), "k": values, "id": key.id });
         let payload = payload.to_string().into_bytes();
         format!(
             "{}.{}",
@@ -309,8 +313,8 @@ impl CursorCodec {
         )
     }
 
-    /// The row key inside `cursor`, if this codec signed it for `sort`.
-    pub fn decode(&self, cursor: &str, sort: &SortSpec) -> Result<RowKey, CursorError> {
+    /// The row key inside `cursor`, if this codec signed it for the list `list` under `sort`.
+    pub fn decode(&self, list: &str, cursor: &str, sort: &SortSpec) -> Result<RowKey, CursorError> {
         let (payload, tag) = cursor.split_once('.').ok_or(CursorError::Invalid)?;
         let payload = URL_SAFE_NO_PAD
             .decode(payload)
@@ -327,6 +331,9 @@ impl CursorCodec {
         }
         let json: serde_json::Value =
             serde_json::from_slice(&payload).map_err(|_| CursorError::Invalid)?;
+        if json["l"].as_str() != Some(list) {
+            return Err(CursorError::WrongList);
+        }
         if json["s"].as_str() != Some(sort.canonical().as_str()) {
             return Err(CursorError::WrongSort);
         }
@@ -428,26 +435,29 @@ mod tests {
             values: vec![SortValue::Int(1200)],
             id: 7,
         };
-        let cursor = codec.encode(&sort, &key);
-        assert_eq!(codec.decode(&cursor, &sort), Ok(key.clone()));
+        let cursor = codec.encode("orders", &sort, &key);
+        assert_eq!(codec.decode("orders", &cursor, &sort), Ok(key.clone()));
 
         let other_sort = SortSpec::by_id();
         assert_eq!(
-            codec.decode(&cursor, &other_sort),
+            codec.decode("orders", &cursor, &other_sort),
             Err(CursorError::WrongSort)
         );
         assert_eq!(
-            CursorCodec::new(b"k2").decode(&cursor, &sort),
+            CursorCodec::new(b"k2").decode("orders", &cursor, &sort),
             Err(CursorError::Invalid)
         );
         // Flip one character of the payload: the signature no longer matches.
         let mut tampered = cursor.clone().into_bytes();
         tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(tampered).unwrap();
-        assert_eq!(codec.decode(&tampered, &sort), Err(CursorError::Invalid));
+        assert_eq!(
+            codec.decode("orders", &tampered, &sort),
+            Err(CursorError::Invalid)
+        );
         for junk in ["", ".", "abc", "abc.def", "💥.💥"] {
             assert_eq!(
-                codec.decode(junk, &sort),
+                codec.decode("orders", junk, &sort),
                 Err(CursorError::Invalid),
                 "{junk}"
             );

@@ -354,8 +354,9 @@ fn keyset_pages_stay_exact_under_concurrent_inserts() {
             match page.next {
                 // Through the cursor text, as a client would.
                 Some(key) => {
-                    let cursor = core.cursors().encode(&spec, &key);
-                    position = Position::After(core.cursors().decode(&cursor, &spec).unwrap());
+                    let cursor = core.cursors().encode("orders", &spec, &key);
+                    position =
+                        Position::After(core.cursors().decode("orders", &cursor, &spec).unwrap());
                 }
                 None => break,
             }

@@ -12,7 +12,7 @@
 //! - same key, different request -> refused (HTTP 422);
 //! - keys expire after a TTL (24 h by default).
 //!
-//! A request that fails validation before it reaches the core is not recorded: it changed
+//! A request that fails validation (in the adapter or in the core) is not recorded: it changed
 //! nothing, and the client may fix it and retry with the same key.
 //!
 //! Simplification: keys are global. Once authentication exists they are scoped per principal,
@@ -26,7 +26,8 @@ use dashmap::mapref::entry::Entry as MapEntry;
 use sha2::{Digest, Sha256};
 
 use crate::domain::model::{Customer, ItemId, Order};
-use crate::domain::{DomainResult, FieldViolation};
+use crate::domain::{DomainError, DomainResult, FieldViolation};
+use crate::gateway::error::{ApiError, kind};
 
 /// A client-chosen key: 1 to 255 visible ASCII characters (a UUID is typical).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -78,6 +79,62 @@ pub enum Outcome {
 
 /// What a stored key replays: the outcome or the domain error.
 pub type Recorded = DomainResult<Outcome>;
+
+/// The outcome of a write, and whether it was replayed rather than executed.
+#[derive(Debug)]
+pub struct Executed {
+    /// What the core returned (now, or the first time).
+    pub recorded: Recorded,
+    /// True when this is a replay of an earlier request with the same key.
+    pub replayed: bool,
+}
+
+impl Idempotency<Recorded> {
+    /// Runs `run` once per key (every time when there is no key), as every protocol's binding
+    /// does: `operation` and `command` identify the request, so the same key with another
+    /// command is refused. `key` is the raw value from the header or metadata.
+    pub fn execute(
+        self: &Arc<Self>,
+        key: Option<&str>,
+        operation: &str,
+        command: &impl std::fmt::Debug,
+        run: impl FnOnce() -> Recorded,
+    ) -> Result<Executed, ApiError> {
+        let Some(raw) = key else {
+            return Ok(Executed {
+                recorded: run(),
+                replayed: false,
+            });
+        };
+        let key = IdempotencyKey::parse(raw, "Idempotency-Key")?;
+        match self.claim(key, Fingerprint::of(operation, command)) {
+            Claim::Run(ticket) => {
+                let recorded = run();
+                // A validation failure changed nothing: let the client fix the request and
+                // retry with the same key (dropping the ticket frees it).
+                if !matches!(recorded, Err(DomainError::Invalid(_))) {
+                    ticket.finish(recorded.clone());
+                }
+                Ok(Executed {
+                    recorded,
+                    replayed: false,
+                })
+            }
+            Claim::Replay(recorded) => Ok(Executed {
+                recorded,
+                replayed: true,
+            }),
+            Claim::InFlight => Err(ApiError::new(
+                &kind::IDEMPOTENCY_IN_FLIGHT,
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+            )),
+            Claim::Mismatch => Err(ApiError::new(
+                &kind::IDEMPOTENCY_KEY_REUSED,
+                "this Idempotency-Key was already used for a different request",
+            )),
+        }
+    }
+}
 
 /// The answer to "may I run this request?".
 pub enum Claim<V: Clone> {

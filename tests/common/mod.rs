@@ -79,7 +79,11 @@ impl TestServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        self.task.take().expect("running").await.expect("server task")
+        self.task
+            .take()
+            .expect("running")
+            .await
+            .expect("server task")
     }
 }
 
@@ -92,7 +96,11 @@ impl Drop for TestServer {
 }
 
 /// Asserts `response` is an RFC 9457 problem with `status` and problem `slug`, and returns its body.
-pub async fn expect_problem(response: reqwest::Response, status: u16, slug: &str) -> serde_json::Value {
+pub async fn expect_problem(
+    response: reqwest::Response,
+    status: u16,
+    slug: &str,
+) -> serde_json::Value {
     assert_eq!(response.status().as_u16(), status, "status");
     let content_type = response
         .headers()

@@ -100,17 +100,86 @@ async fn read<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiE
         })
 }
 
+/// Checks the content type of already-read bytes, then parses them (for handlers that must
+/// look at the path before the body, e.g. a PUT to an order that does not exist is a 404).
+pub fn json_from<T: DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Result<T, ApiError> {
+    require_media_type(headers, &["application/json"])?;
+    parse(bytes)
+}
+
 /// Parses JSON into `T`, reporting syntax errors as `malformed-body` and shape errors as a
 /// validation problem on the offending field.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| shape_error(".", &e))?;
+    from_value(&value)
+}
+
+/// Converts an already-parsed JSON value into `T`, naming the offending field on failure.
+///
+/// Every v1 request body is an object, and every array in one holds objects. serde's derive
+/// would also accept an object written as an array (`["1", [...]]` for
+/// `{"customer_id": "1", "items": [...]}`); positional JSON is refused here instead, so field
+/// names stay the contract.
+pub fn from_value<T: DeserializeOwned>(value: &serde_json::Value) -> Result<T, ApiError> {
+    if let Some(path) = positional(value, String::new()) {
+        let field = if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path
+        };
+        return Err(FieldViolation::new(field, "expected a JSON object with named fields").into());
+    }
+    serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
-        let inner = error.into_inner();
-        shape_error(&path, &inner)
-    })?;
-    deserializer.end().map_err(|e| shape_error(".", &e))?;
-    Ok(value)
+        shape_error(&path, error.inner())
+    })
+}
+
+/// Like [`json_from`], checking only that the top level is an object: for bodies holding raw
+/// elements that are checked one by one (bulk requests, where one bad element fails alone).
+pub fn json_object_from<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    bytes: &[u8],
+) -> Result<T, ApiError> {
+    require_media_type(headers, &["application/json"])?;
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| shape_error(".", &e))?;
+    if !value.is_object() {
+        return Err(FieldViolation::new("body", "expected a JSON object with named fields").into());
+    }
+    serde_path_to_error::deserialize(&value).map_err(|error| {
+        let path = error.path().to_string();
+        shape_error(&path, error.inner())
+    })
+}
+
+/// The path of the first place an object was written as an array, if any: the top level, or
+/// an array directly inside an array (no v1 field is a list of lists).
+fn positional(value: &serde_json::Value, path: String) -> Option<String> {
+    use serde_json::Value;
+    let Value::Object(map) = value else {
+        return Some(path);
+    };
+    map.iter().find_map(|(key, v)| {
+        let path = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        match v {
+            Value::Object(_) => positional(v, path),
+            Value::Array(elements) => elements.iter().enumerate().find_map(|(i, e)| {
+                let path = format!("{path}[{i}]");
+                match e {
+                    Value::Array(_) => Some(path),
+                    Value::Object(_) => positional(e, path),
+                    _ => None,
+                }
+            }),
+            _ => None,
+        }
+    })
 }
 
 /// Converts a serde_json error at `path` into the right problem.
@@ -127,6 +196,10 @@ pub fn shape_error(path: &str, error: &serde_json::Error) -> ApiError {
             let field = if path == "." { "body" } else { path };
             ApiError::from(FieldViolation::new(field, message))
         }
+        Category::Syntax if message.starts_with("recursion limit exceeded") => ApiError::new(
+            &kind::MALFORMED_BODY,
+            "the body nests deeper than 128 levels",
+        ),
         Category::Syntax | Category::Eof | Category::Io => ApiError::new(
             &kind::MALFORMED_BODY,
             format!(

@@ -23,6 +23,8 @@ use crate::gateway::ApiError;
 
 /// What one collection supports.
 pub struct ListSpec {
+    /// The list's name, bound into its cursors so they are not reused on another list.
+    pub name: &'static str,
     /// Fields `?sort=` accepts.
     pub sortable: &'static [&'static str],
     /// Fields `?fields=` accepts (the representation's keys).
@@ -45,6 +47,8 @@ pub struct PageLimits {
 /// A parsed list request.
 #[derive(Debug)]
 pub struct ListParams {
+    /// The list's name, for its cursors.
+    pub list: &'static str,
     /// Which page.
     pub page: PageRequest,
     /// `?fields=`, when given.
@@ -112,7 +116,7 @@ pub fn parse(
             ));
             Position::Start
         }
-        (Some(cursor), None) => match cursors.decode(&cursor, &sort) {
+        (Some(cursor), None) => match cursors.decode(spec.name, &cursor, &sort) {
             Ok(key) => Position::After(key),
             Err(e) => {
                 violations.push(e.violation());
@@ -169,6 +173,7 @@ pub fn parse(
         return Err(ApiError::invalid(violations));
     }
     Ok(ListParams {
+        list: spec.name,
         page: PageRequest {
             sort,
             position,
@@ -202,9 +207,10 @@ pub fn envelope<T>(
     params: &ListParams,
     cursors: &CursorCodec,
 ) -> Value {
+    let list = params.list;
     serde_json::json!({
         "data": data,
-        "next_cursor": page.next.as_ref().map(|key| cursors.encode(&params.page.sort, key)),
+        "next_cursor": page.next.as_ref().map(|key| cursors.encode(list, &params.page.sort, key)),
         "has_more": page.has_more(),
     })
 }

@@ -14,6 +14,7 @@ use crate::protocols::rest::listing::{self, ListSpec};
 use crate::protocols::rest::{Caching, JsonResponse};
 
 const PRODUCTS: ListSpec = ListSpec {
+    name: "products",
     sortable: PRODUCT_SORT_FIELDS,
     fields: &["id", "name", "price_cents", "currency"],
     includes: &[],

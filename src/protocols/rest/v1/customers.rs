@@ -21,6 +21,7 @@ use crate::protocols::rest::listing::{self, ListSpec};
 use crate::protocols::rest::{Caching, JsonResponse};
 
 const CUSTOMERS: ListSpec = ListSpec {
+    name: "customers",
     sortable: CUSTOMER_SORT_FIELDS,
     fields: &["id", "name", "email"],
     includes: &[],
@@ -66,7 +67,7 @@ pub async fn create(
         Ok(_) => ApiError::from(DomainError::Internal("unexpected outcome".into())).into_response(),
         Err(error) => ApiError::from(error.clone()).into_response(),
     };
-    Ok(executed.mark(response))
+    Ok(idempotent::mark(&executed, response))
 }
 
 /// `GET /v1/customers/{id}`

@@ -8,9 +8,8 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::domain::model::{
-    Cancellation, Customer, CustomerId, Item, Order, OrderStatus, Product, ProductId, Quantity,
-};
+use crate::domain::core::customer_ref;
+use crate::domain::model::{Cancellation, Customer, CustomerId, Item, Order, OrderStatus, Product};
 use crate::domain::{FieldViolation, NewCustomer, NewItem, NewOrder, OrderChanges};
 
 /// RFC 3339 with milliseconds, UTC: `2026-11-23T21:40:00.123Z`.
@@ -186,47 +185,16 @@ pub struct NewItemV1 {
     pub quantity: i64,
 }
 
-impl NewItemV1 {
-    /// The domain item, or what is wrong with it (fields relative to the item).
-    pub fn into_domain(self) -> Result<NewItem, Vec<FieldViolation>> {
-        let product_id = ProductId::parse(&self.product_id).map_err(|_| {
-            FieldViolation::new(
-                "product_id",
-                format!("no product with id '{}'", self.product_id),
-            )
-        });
-        let quantity = Quantity::parse(self.quantity);
-        match (product_id, quantity) {
-            (Ok(product_id), Ok(quantity)) => Ok(NewItem {
-                product_id,
-                quantity,
-            }),
-            (p, q) => Err(p.err().into_iter().chain(q.err()).collect()),
-        }
-    }
+fn items_into_domain(items: &[NewItemV1], violations: &mut Vec<FieldViolation>) -> Vec<NewItem> {
+    NewItem::parse_all(
+        items.iter().map(|i| (i.product_id.as_str(), i.quantity)),
+        violations,
+    )
 }
 
-fn items_into_domain(items: Vec<NewItemV1>, violations: &mut Vec<FieldViolation>) -> Vec<NewItem> {
-    let mut parsed = Vec::with_capacity(items.len());
-    for (i, item) in items.into_iter().enumerate() {
-        match item.into_domain() {
-            Ok(item) => parsed.push(item),
-            Err(errors) => {
-                violations.extend(errors.into_iter().map(|v| v.under(&format!("items[{i}]"))))
-            }
-        }
-    }
-    parsed
-}
-
-fn customer_ref(raw: &str, violations: &mut Vec<FieldViolation>) -> Option<CustomerId> {
-    CustomerId::parse(raw)
-        .map_err(|_| {
-            violations.push(FieldViolation::new(
-                "customer_id",
-                format!("no customer with id '{raw}'"),
-            ))
-        })
+fn customer(raw: &str, violations: &mut Vec<FieldViolation>) -> Option<CustomerId> {
+    customer_ref(raw, "customer_id")
+        .map_err(|v| violations.push(v))
         .ok()
 }
 
@@ -247,13 +215,12 @@ pub struct CreateOrderV1 {
 impl CreateOrderV1 {
     /// The domain command, or every field that is wrong.
     pub fn into_domain(self) -> Result<NewOrder, Vec<FieldViolation>> {
-        let mut violations = Vec::new();
-        let customer_id = customer_ref(&self.customer_id, &mut violations);
-        let items = items_into_domain(self.items, &mut violations);
-        match customer_id {
-            Some(customer_id) if violations.is_empty() => Ok(NewOrder { customer_id, items }),
-            _ => Err(violations),
-        }
+        NewOrder::parse(
+            &self.customer_id,
+            self.items
+                .iter()
+                .map(|i| (i.product_id.as_str(), i.quantity)),
+        )
     }
 }
 
@@ -273,9 +240,9 @@ impl ReplaceOrderV1 {
     /// The domain change setting every field.
     pub fn into_domain(self) -> Result<OrderChanges, Vec<FieldViolation>> {
         let mut violations = Vec::new();
-        let customer_id = customer_ref(&self.customer_id, &mut violations);
+        let customer_id = customer(&self.customer_id, &mut violations);
         let status = status(&self.status, &mut violations);
-        let items = items_into_domain(self.items, &mut violations);
+        let items = items_into_domain(&self.items, &mut violations);
         if !violations.is_empty() {
             return Err(violations);
         }
@@ -325,7 +292,7 @@ impl PatchOrderV1 {
         let customer_id = self
             .customer_id
             .flatten()
-            .and_then(|raw| customer_ref(&raw, &mut violations));
+            .and_then(|raw| customer(&raw, &mut violations));
         let status = self
             .status
             .flatten()
@@ -333,7 +300,7 @@ impl PatchOrderV1 {
         let items = self
             .items
             .flatten()
-            .map(|items| items_into_domain(items, &mut violations));
+            .map(|items| items_into_domain(&items, &mut violations));
         if !violations.is_empty() {
             return Err(violations);
         }

@@ -15,12 +15,14 @@ use super::dto::{
 use crate::app::App;
 use crate::domain::core::{ITEM_SORT_FIELDS, MAX_BULK_ORDERS, ORDER_SORT_FIELDS};
 use crate::domain::model::{Customer, CustomerId, ItemId, Order, OrderId};
-use crate::domain::{DomainError, FieldViolation, OrderFilter};
+use crate::domain::{DomainError, FieldViolation, NewItem, NewOrder, OrderFilter};
 use crate::gateway::ApiError;
 use crate::gateway::error::kind;
 use crate::gateway::idempotency::{Outcome, Recorded};
 use crate::gateway::trace::problem_body;
-use crate::protocols::rest::body::{JsonBody, OptionalJsonBody, PatchBody, shape_error};
+use crate::protocols::rest::body::{
+    JsonBody, OptionalJsonBody, PatchBody, from_value, json_from, json_object_from,
+};
 use crate::protocols::rest::conditional::{content_etag, expected_version, version_etag};
 use crate::protocols::rest::idempotent;
 use crate::protocols::rest::listing::{self, ListParams, ListSpec};
@@ -40,6 +42,7 @@ const ORDER_FIELDS: &[&str] = &[
 
 /// `GET /v1/orders`
 pub const ORDERS: ListSpec = ListSpec {
+    name: "orders",
     sortable: ORDER_SORT_FIELDS,
     fields: ORDER_FIELDS,
     includes: &["customer", "items"],
@@ -53,6 +56,7 @@ pub const CUSTOMER_ORDERS: ListSpec = ListSpec {
 };
 
 const ITEMS: ListSpec = ListSpec {
+    name: "items",
     sortable: ITEM_SORT_FIELDS,
     fields: &["id", "product_id", "quantity", "unit_price_cents"],
     includes: &[],
@@ -171,34 +175,38 @@ pub async fn create(
             .etag(&version_etag(order.version))
             .into_response()
     });
-    Ok(executed.mark(response.into_response()))
+    Ok(idempotent::mark(&executed, response.into_response()))
 }
 
 /// `POST /v1/orders/bulk` -> 200 with one result per order; a bad element fails alone.
 pub async fn bulk(
     State(app): State<App>,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<BulkV1>,
+    bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    let body: BulkV1 = json_object_from(&headers, &bytes)?;
     if body.orders.is_empty() || body.orders.len() > MAX_BULK_ORDERS {
         return Err(invalid(vec![FieldViolation::new(
             "orders",
             format!("must hold 1 to {MAX_BULK_ORDERS} orders"),
         )]));
     }
-    let executed = idempotent::run(&app, &headers, "bulk_create_orders", &body.orders, || {
-        let results = body
-            .orders
+    // Each element is parsed on its own, so one bad element fails alone. The parsed commands,
+    // not the raw JSON, identify the request for its idempotency key.
+    let commands: Vec<Result<NewOrder, Vec<FieldViolation>>> = body
+        .orders
+        .iter()
+        .map(|value| {
+            let parsed: CreateOrderV1 = from_value(value).map_err(|e| e.violations)?;
+            parsed.into_domain()
+        })
+        .collect();
+    let executed = idempotent::run(&app, &headers, "bulk_create_orders", &commands, || {
+        let results = commands
             .iter()
-            .map(|value| {
-                let parsed: CreateOrderV1 =
-                    serde_path_to_error::deserialize(value).map_err(|e| {
-                        let path = e.path().to_string();
-                        let error = shape_error(&path, e.inner());
-                        DomainError::Invalid(error.violations)
-                    })?;
-                let command = parsed.into_domain().map_err(DomainError::Invalid)?;
-                app.core.create_order(command)
+            .map(|command| match command {
+                Ok(command) => app.core.create_order(command.clone()),
+                Err(violations) => Err(DomainError::Invalid(violations.clone())),
             })
             .collect();
         Ok(Outcome::Bulk(results))
@@ -223,7 +231,7 @@ pub async fn bulk(
         .collect();
     let response =
         JsonResponse::new(StatusCode::OK, &json!({ "results": results })).into_response();
-    Ok(executed.mark(response))
+    Ok(idempotent::mark(&executed, response))
 }
 
 // ---- one order ----
@@ -243,11 +251,12 @@ pub async fn replace(
     State(app): State<App>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<ReplaceOrderV1>,
+    bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let id = order_id(&id)?;
     // Path first: a PUT to an order that does not exist is a 404 whatever the body says.
     app.core.order(id)?;
+    let body: ReplaceOrderV1 = json_from(&headers, &bytes)?;
     let changes = body.into_domain().map_err(invalid)?;
     let order = app
         .core
@@ -273,7 +282,7 @@ pub async fn modify(
     })?;
     let response =
         recorded_order(&executed.recorded).map(|order| order_body(order).into_response());
-    Ok(executed.mark(response.into_response()))
+    Ok(idempotent::mark(&executed, response.into_response()))
 }
 
 /// `DELETE /v1/orders/{id}` -> 204; `If-Match`.
@@ -317,7 +326,7 @@ pub async fn add_item(
     JsonBody(body): JsonBody<NewItemV1>,
 ) -> Result<Response, ApiError> {
     let id = order_id(&id)?;
-    let item = body.into_domain().map_err(invalid)?;
+    let item = NewItem::parse(&body.product_id, body.quantity).map_err(invalid)?;
     let expect = expected_version(&headers);
     let command = (id, &item, &expect);
     let executed = idempotent::run(&app, &headers, "add_item", &command, || {
@@ -342,7 +351,7 @@ pub async fn add_item(
         .into_response(),
         Err(error) => ApiError::from(error.clone()).into_response(),
     };
-    Ok(executed.mark(response))
+    Ok(idempotent::mark(&executed, response))
 }
 
 /// `GET /v1/orders/{id}/items/{item_id}`
@@ -391,7 +400,7 @@ pub async fn cancel(
                 .into_response(),
         )
     });
-    Ok(executed.mark(response.into_response()))
+    Ok(idempotent::mark(&executed, response.into_response()))
 }
 
 /// `GET /v1/orders/{id}/cancellation`: 404 unless the order is cancelled.
