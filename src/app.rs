@@ -5,13 +5,14 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use tokio::net::TcpListener;
+use tonic_health::ServingStatus;
 
 use crate::config::Config;
 use crate::domain::Core;
@@ -33,7 +34,39 @@ pub struct App {
     pub idempotency: Arc<Idempotency<Recorded>>,
     /// The configuration the server was started with.
     pub config: Arc<Config>,
+    /// Streaming calls in progress (every protocol's), for readiness and for tests that check
+    /// a cancelled stream really stops.
+    pub streams: Arc<ActiveStreams>,
+    /// The gRPC health status (`grpc.health.v1.Health`), turned NOT_SERVING at shutdown.
+    pub health: tonic_health::server::HealthReporter,
     draining: Arc<AtomicBool>,
+}
+
+/// Counts streaming calls in progress.
+#[derive(Debug, Default)]
+pub struct ActiveStreams(AtomicUsize);
+
+/// One stream in progress; dropping it ends it.
+#[derive(Debug)]
+pub struct StreamGuard(Arc<ActiveStreams>);
+
+impl ActiveStreams {
+    /// Marks a stream as started until the guard is dropped.
+    pub fn enter(self: &Arc<Self>) -> StreamGuard {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        StreamGuard(Arc::clone(self))
+    }
+
+    /// How many streams are in progress.
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl App {
@@ -59,6 +92,8 @@ impl App {
             core: Arc::new(Core::new(store, events, CursorCodec::new(&secret))),
             idempotency: Arc::new(Idempotency::new(config.idempotency.ttl)),
             config: Arc::new(config),
+            streams: Arc::default(),
+            health: tonic_health::server::HealthReporter::new(),
             draining: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -81,12 +116,14 @@ impl App {
         Router::new()
             .merge(protocols::health::routes())
             .merge(protocols::rest::routes())
+            .with_state(self.clone())
+            // gRPC is more routes on the same router: `/polyport.orders.v1.Orders/GetOrder`, ...
+            .merge(protocols::grpc::routes(self))
             .fallback(protocols::rest::route_not_found)
             // Bodies over the configured size are refused with 413 while being read.
             .layer(DefaultBodyLimit::max(self.config.server.body_limit_bytes))
             // Outermost: trace id, request span and log line, problem+json rendering.
             .layer(middleware::from_fn(trace::layer))
-            .with_state(self.clone())
     }
 
     /// Serves on `listener` until `shutdown` completes, then drains in-flight requests.
@@ -105,10 +142,19 @@ impl App {
                 }
             }
         });
+        self.health
+            .set_service_status(protocols::grpc::SERVICE_NAME, ServingStatus::Serving)
+            .await;
         let draining = Arc::clone(&self.draining);
+        let health = self.health.clone();
         let shutdown = async move {
             shutdown.await;
             draining.store(true, Ordering::Relaxed);
+            for service in ["", protocols::grpc::SERVICE_NAME] {
+                health
+                    .set_service_status(service, ServingStatus::NotServing)
+                    .await;
+            }
         };
         let grace = self.config.server.shutdown_grace;
         let result = serve::serve(listener, self.router(), shutdown, grace).await;

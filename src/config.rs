@@ -27,6 +27,24 @@ pub struct Config {
     pub pagination: PaginationConfig,
     /// Idempotency keys.
     pub idempotency: IdempotencyConfig,
+    /// gRPC.
+    pub grpc: GrpcConfig,
+}
+
+/// `[grpc]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcConfig {
+    /// Largest message received or sent, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 1024 * 1024,
+        }
+    }
 }
 
 /// `[server]`

@@ -17,7 +17,10 @@ async fn http1_and_http2_prior_knowledge_share_one_port() {
         .http2_prior_knowledge()
         .build()
         .unwrap();
-    for (client, version) in [(h1, reqwest::Version::HTTP_11), (h2, reqwest::Version::HTTP_2)] {
+    for (client, version) in [
+        (h1, reqwest::Version::HTTP_11),
+        (h2, reqwest::Version::HTTP_2),
+    ] {
         let response = client.get(server.url("/v1/orders/1")).send().await.unwrap();
         assert_eq!(response.version(), version);
         assert_eq!(response.status(), 200);
@@ -29,7 +32,14 @@ async fn http1_and_http2_prior_knowledge_share_one_port() {
 #[tokio::test]
 async fn healthz_and_readyz_answer_without_setup() {
     let server = TestServer::start().await;
-    let health: serde_json::Value = server.get("/healthz").send().await.unwrap().json().await.unwrap();
+    let health: serde_json::Value = server
+        .get("/healthz")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["status"], "ok");
     let response = server.get("/readyz").send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -42,7 +52,14 @@ async fn healthz_and_readyz_answer_without_setup() {
 #[tokio::test]
 async fn the_problem_table_is_served_and_every_type_link_resolves() {
     let server = TestServer::start().await;
-    let table: serde_json::Value = server.get("/problems").send().await.unwrap().json().await.unwrap();
+    let table: serde_json::Value = server
+        .get("/problems")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let rows = table["data"].as_array().unwrap();
     assert!(rows.len() >= 10);
     for row in rows {
@@ -51,7 +68,12 @@ async fn the_problem_table_is_served_and_every_type_link_resolves() {
         assert_eq!(&one, row);
         assert!(row["grpc_code"].is_string() && row["graphql_code"].is_string());
     }
-    common::expect_problem(server.get("/problems/nope").send().await.unwrap(), 404, "not-found").await;
+    common::expect_problem(
+        server.get("/problems/nope").send().await.unwrap(),
+        404,
+        "not-found",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -95,10 +117,16 @@ async fn shutdown_lets_an_in_flight_request_finish_then_refuses_new_connections(
     tx.send(Ok(rest)).await.unwrap();
     drop(tx);
 
-    let response = in_flight.await.unwrap().expect("the in-flight request completes");
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request completes");
     assert_eq!(response.status(), 201);
     stopping.await.unwrap().expect("the server stops cleanly");
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no new connections after shutdown");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no new connections after shutdown"
+    );
 }
 
 fn polyport() -> Command {
@@ -110,7 +138,14 @@ fn help_explains_every_flag() {
     let output = polyport().args(["serve", "--help"]).output().unwrap();
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();
-    for flag in ["--addr", "--config", "--no-demo-data", "--demo-orders", "POLYPORT_ADDR", "POLYPORT_CONFIG"] {
+    for flag in [
+        "--addr",
+        "--config",
+        "--no-demo-data",
+        "--demo-orders",
+        "POLYPORT_ADDR",
+        "POLYPORT_CONFIG",
+    ] {
         assert!(help.contains(flag), "serve --help lacks {flag}:\n{help}");
     }
     let top = polyport().arg("--help").output().unwrap();
@@ -154,7 +189,10 @@ fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
 
 #[tokio::test]
 async fn the_binary_logs_its_port_zero_address_serves_and_exits_zero_on_sigterm() {
-    let (mut child, addr) = spawn_binary(&["serve", "--addr", "127.0.0.1:0", "--demo-orders", "5"], &[]);
+    let (mut child, addr) = spawn_binary(
+        &["serve", "--addr", "127.0.0.1:0", "--demo-orders", "5"],
+        &[],
+    );
     assert!(!addr.ends_with(":0"), "the real port is logged, got {addr}");
     let ready: serde_json::Value = reqwest::get(format!("http://{addr}/readyz"))
         .await
@@ -186,7 +224,10 @@ async fn polyport_addr_from_the_environment_is_used_and_no_demo_data_starts_empt
         .json()
         .await
         .unwrap();
-    assert!(products["data"].as_array().unwrap().len() >= 20, "the catalog is always there");
+    assert!(
+        products["data"].as_array().unwrap().len() >= 20,
+        "the catalog is always there"
+    );
     assert_eq!(terminate(&mut child).code(), Some(0));
 }
 
@@ -210,14 +251,29 @@ fn the_config_file_sets_values_and_flags_override_it() {
     let dir = std::env::temp_dir().join(format!("polyport-test-cfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("small.toml");
-    std::fs::write(&path, "[data]\ndemo_orders = 3\n[pagination]\ndefault_limit = 2\n").unwrap();
+    std::fs::write(
+        &path,
+        "[data]\ndemo_orders = 3\n[pagination]\ndefault_limit = 2\n",
+    )
+    .unwrap();
     let (mut child, addr) = spawn_binary(
-        &["serve", "--addr", "127.0.0.1:0", "--config", path.to_str().unwrap()],
+        &[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--config",
+            path.to_str().unwrap(),
+        ],
         &[],
     );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let page: serde_json::Value = runtime.block_on(async {
-        reqwest::get(format!("http://{addr}/v1/orders")).await.unwrap().json().await.unwrap()
+        reqwest::get(format!("http://{addr}/v1/orders"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     });
     assert_eq!(page["data"].as_array().unwrap().len(), 2);
     assert_eq!(page["has_more"], true);

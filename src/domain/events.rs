@@ -99,6 +99,8 @@ pub struct Subscription {
     pub missed: Option<Missed>,
     /// Events appended after the replay was taken.
     pub live: broadcast::Receiver<Arc<Event>>,
+    /// The newest seq when the subscription was taken: `live` yields only later ones.
+    pub position: u64,
 }
 
 /// The range of events a resuming client cannot get back.
@@ -193,11 +195,13 @@ impl EventLog for MemoryEventLog {
     fn subscribe(&self, after_seq: Option<u64>) -> Subscription {
         let ring = self.ring();
         let live = self.live.subscribe();
+        let position = ring.next_seq - 1;
         let Some(after) = after_seq else {
             return Subscription {
                 replay: Vec::new(),
                 missed: None,
                 live,
+                position,
             };
         };
         let replay: Vec<_> = ring.after(after).cloned().collect();
@@ -210,6 +214,7 @@ impl EventLog for MemoryEventLog {
             replay,
             missed,
             live,
+            position,
         }
     }
 

@@ -2,5 +2,6 @@
 //!
 //! An adapter owns its wire types and converts by hand; it holds no order rules.
 
+pub mod grpc;
 pub mod health;
 pub mod rest;

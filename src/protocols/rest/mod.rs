@@ -29,12 +29,21 @@ pub fn routes() -> Router<App> {
         .merge(problems::routes())
 }
 
-/// The fallback for paths no route matches.
-pub async fn route_not_found(OriginalUri(uri): OriginalUri) -> ApiError {
+/// The fallback for paths no route matches. A gRPC client gets UNIMPLEMENTED in gRPC's own
+/// form (HTTP 200 with `grpc-status`); everyone else a problem+json 404.
+pub async fn route_not_found(OriginalUri(uri): OriginalUri, headers: HeaderMap) -> Response {
+    let grpc = headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if grpc {
+        return tonic::Status::unimplemented(format!("no method {}", uri.path()))
+            .into_http::<axum::body::Body>();
+    }
     ApiError::new(
         &kind::ROUTE_NOT_FOUND,
         format!("no endpoint at {}; the API lives under /v1", uri.path()),
     )
+    .into_response()
 }
 
 /// How clients and proxies may cache a GET.

@@ -1,0 +1,89 @@
+//! The gRPC adapter: `polyport.orders.v1.Orders` with tonic, plus reflection (v1 and v1alpha),
+//! the standard health service and gRPC-Web, all served by the shared router on the same port.
+//!
+//! gRPC requests are ordinary HTTP/2 requests to paths like `/polyport.orders.v1.Orders/GetOrder`,
+//! so the adapter is just more routes: the one-port listener needs no special case. gRPC-Web
+//! (HTTP/1.1, `application/grpc-web` and `application/grpc-web-text`) is translated by
+//! `tonic_web::GrpcWebLayer` on the same routes, so a browser can call the service directly.
+
+pub mod convert;
+pub mod deadline;
+pub mod pb;
+pub mod service;
+pub mod status;
+pub mod watch;
+
+use axum::Router;
+use axum::middleware;
+use tonic::service::Routes;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::HealthService;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::app::App;
+use pb::orders_server::OrdersServer;
+
+/// The name of the health-checked service.
+pub const SERVICE_NAME: &str = "polyport.orders.v1.Orders";
+
+/// CORS for gRPC-Web: the request headers gRPC-Web clients send and the response headers they
+/// must be allowed to read.
+fn cors() -> CorsLayer {
+    let headers = |names: &[&'static str]| {
+        names
+            .iter()
+            .map(|n| http::HeaderName::from_static(n))
+            .collect::<Vec<_>>()
+    };
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::any())
+        .allow_methods([http::Method::POST])
+        .allow_headers(headers(&[
+            "content-type",
+            "x-grpc-web",
+            "x-user-agent",
+            "grpc-timeout",
+            "idempotency-key",
+            "traceparent",
+            "authorization",
+        ]))
+        .expose_headers(headers(&[
+            "grpc-status",
+            "grpc-message",
+            "grpc-status-details-bin",
+            "x-trace-id",
+        ]))
+        .max_age(std::time::Duration::from_secs(24 * 60 * 60))
+}
+
+/// The gRPC routes: the orders service, reflection, health.
+pub fn routes(app: &App) -> Router {
+    let limit = app.config.grpc.max_message_bytes;
+    let orders = OrdersServer::new(service::OrdersService::new(app.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the compiled descriptor set is valid");
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("the compiled descriptor set is valid");
+    Routes::new(orders)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(HealthServer::new(HealthService::from_health_reporter(
+            app.health.clone(),
+        )))
+        .into_axum_router()
+        // Browsers: gRPC-Web requests are translated to gRPC and back.
+        .layer(tonic_web::GrpcWebLayer::new())
+        // ... and may come from a page on another origin (a dev server on another port).
+        // Any origin, no cookies: credentials travel in headers, which CORS lists explicitly.
+        .layer(cors())
+        // tonic's codec names bad input INTERNAL / OUT_OF_RANGE; the table says otherwise.
+        .layer(middleware::map_response(status::fix_codec_errors))
+}

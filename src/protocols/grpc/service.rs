@@ -1,0 +1,634 @@
+//! The `polyport.orders.v1.Orders` service: each RPC parses its message into a domain command,
+//! calls the core, and converts back. Streams run in a task that feeds a small bounded channel,
+//! so a slow reader makes the task wait (HTTP/2 flow control reaches all the way back) instead
+//! of making the server buffer without bound; the task stops when the client goes away or its
+//! deadline passes.
+
+use std::pin::pin;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataValue;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use super::{convert, deadline, pb, status, watch};
+use crate::app::App;
+use crate::domain::core::{ORDER_SORT_FIELDS, customer_ref};
+use crate::domain::model::{CustomerId, OrderId, ProductId};
+use crate::domain::pagination::{Limit, PageRequest, Position, SortSpec};
+use crate::domain::{
+    DomainError, Expect, FieldViolation, NewItem, NewOrder, OrderChanges, OrderFilter,
+};
+use crate::gateway::ApiError;
+use crate::gateway::idempotency::{Executed, Outcome};
+use crate::gateway::trace::TraceId;
+
+/// Messages a stream may have queued for a slow reader before its producer waits.
+const STREAM_BUFFER: usize = 16;
+/// The most creates one BulkCreateOrders call accepts.
+pub const MAX_BULK_STREAM: usize = 1_000;
+
+/// The service, over the shared application state.
+#[derive(Clone)]
+pub struct OrdersService {
+    app: App,
+}
+
+impl OrdersService {
+    /// A service over `app`.
+    pub fn new(app: App) -> Self {
+        Self { app }
+    }
+}
+
+/// What every call needs from its request besides the message.
+struct CallContext {
+    trace_id: Option<TraceId>,
+    deadline: Option<Instant>,
+    idempotency_key: Option<String>,
+}
+
+impl CallContext {
+    fn of<T>(request: &Request<T>) -> Result<Self, Status> {
+        let trace_id = request.extensions().get::<TraceId>().cloned();
+        let context = Self {
+            deadline: deadline::from_metadata(request.metadata()),
+            idempotency_key: request
+                .metadata()
+                .get("idempotency-key")
+                .map(|v| v.to_str().unwrap_or_default().to_owned()),
+            trace_id,
+        };
+        if context.deadline.is_some_and(|at| at <= Instant::now()) {
+            return Err(Status::deadline_exceeded(
+                "the deadline passed before the call started",
+            ));
+        }
+        Ok(context)
+    }
+
+    fn fail(&self, error: impl Into<ApiError>) -> Status {
+        status::from_api(&error.into(), self.trace_id.as_ref())
+    }
+
+    /// A unary reply; replays of an idempotent write say so in `idempotent-replayed` metadata.
+    fn reply<T>(&self, message: T, replayed: bool) -> Response<T> {
+        let mut response = Response::new(message);
+        if replayed {
+            response
+                .metadata_mut()
+                .insert("idempotent-replayed", MetadataValue::from_static("true"));
+        }
+        response
+    }
+}
+
+fn expect(version: Option<u64>) -> Expect {
+    version.map_or(Expect::Any, |v| Expect::OneOf(vec![v]))
+}
+
+fn order_id(raw: &str, field: &str) -> Result<OrderId, ApiError> {
+    if raw.is_empty() {
+        return Err(FieldViolation::new(field, "is required").into());
+    }
+    Ok(OrderId::parse(raw)?)
+}
+
+fn recorded_order(executed: &Executed) -> Result<pb::Order, ApiError> {
+    match &executed.recorded {
+        Ok(Outcome::Order(order)) => Ok(convert::order(order)),
+        Ok(_) => Err(DomainError::Internal("unexpected idempotent outcome".into()).into()),
+        Err(error) => Err(error.clone().into()),
+    }
+}
+
+/// An error as a message, for bulk summaries and sessions.
+fn error_message(error: &ApiError) -> pb::Error {
+    pb::Error {
+        code: error.kind.grpc.name().to_owned(),
+        message: error.detail.clone(),
+        r#type: error.kind.type_uri(),
+        field_violations: error
+            .violations
+            .iter()
+            .map(|v| pb::FieldViolation {
+                field: v.field.clone(),
+                description: v.message.clone(),
+            })
+            .collect(),
+    }
+}
+
+// ---- the operations, shared by unary calls and sessions ----
+
+impl OrdersService {
+    fn create(
+        &self,
+        request: &pb::CreateOrderRequest,
+        key: Option<&str>,
+    ) -> Result<(pb::Order, bool), ApiError> {
+        let command = NewOrder::parse(
+            &request.customer_id,
+            request
+                .items
+                .iter()
+                .map(|i| (i.product_id.as_str(), i.quantity)),
+        )
+        .map_err(ApiError::invalid)?;
+        // The same operation name and command as REST's POST /v1/orders: one key, one order.
+        let executed = self
+            .app
+            .idempotency
+            .execute(key, "create_order", &command, || {
+                self.app
+                    .core
+                    .create_order(command.clone())
+                    .map(Outcome::Order)
+            })?;
+        Ok((recorded_order(&executed)?, executed.replayed))
+    }
+
+    fn update(
+        &self,
+        request: &pb::UpdateOrderRequest,
+        key: Option<&str>,
+    ) -> Result<(pb::Order, bool), ApiError> {
+        let id = order_id(&request.id, "id")?;
+        let fields = request.order.clone().unwrap_or_default();
+        let paths: Vec<String> = match &request.update_mask {
+            Some(mask) if !mask.paths.is_empty() => mask.paths.clone(),
+            _ => [
+                (!fields.customer_id.is_empty()).then_some("customer_id"),
+                (!fields.status.is_empty()).then_some("status"),
+                (!fields.items.is_empty()).then_some("items"),
+            ]
+            .into_iter()
+            .flatten()
+            .map(str::to_owned)
+            .collect(),
+        };
+        let mut violations = Vec::new();
+        let mut changes = OrderChanges::default();
+        for path in &paths {
+            match path.as_str() {
+                "customer_id" => match customer_ref(&fields.customer_id, "order.customer_id") {
+                    Ok(c) => changes.customer_id = Some(c),
+                    Err(v) => violations.push(v),
+                },
+                "status" => match fields.status.parse() {
+                    Ok(s) => changes.status = Some(s),
+                    Err(v) => violations.push(FieldViolation {
+                        field: "order.status".into(),
+                        ..v
+                    }),
+                },
+                "items" => {
+                    changes.items = Some(convert::new_items(
+                        &fields.items,
+                        "order.items",
+                        &mut violations,
+                    ));
+                }
+                other => violations.push(FieldViolation::new(
+                    "update_mask",
+                    format!("cannot update '{other}'; updatable: customer_id, status, items"),
+                )),
+            }
+        }
+        if !violations.is_empty() {
+            return Err(ApiError::invalid(violations));
+        }
+        let expect = expect(request.expected_version);
+        // The same operation and command as REST's PATCH /v1/orders/{id}.
+        let command = (id, &changes, &expect);
+        let executed = self
+            .app
+            .idempotency
+            .execute(key, "update_order", &command, || {
+                self.app
+                    .core
+                    .update_order(id, changes.clone(), &expect)
+                    .map(Outcome::Order)
+            })?;
+        Ok((recorded_order(&executed)?, executed.replayed))
+    }
+
+    fn cancel(
+        &self,
+        request: &pb::CancelOrderRequest,
+        key: Option<&str>,
+    ) -> Result<(pb::Order, bool), ApiError> {
+        let id = order_id(&request.id, "id")?;
+        let reason = (!request.reason.is_empty()).then(|| request.reason.clone());
+        let expect = expect(request.expected_version);
+        let command = (id, &reason, &expect);
+        let executed = self
+            .app
+            .idempotency
+            .execute(key, "cancel_order", &command, || {
+                self.app
+                    .core
+                    .cancel_order(id, reason.clone(), &expect)
+                    .map(Outcome::Order)
+            })?;
+        Ok((recorded_order(&executed)?, executed.replayed))
+    }
+
+    fn get(&self, request: &pb::GetOrderRequest) -> Result<pb::Order, ApiError> {
+        let order = self.app.core.order(order_id(&request.id, "id")?)?;
+        Ok(convert::order(&order))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::orders_server::Orders for OrdersService {
+    async fn get_order(
+        &self,
+        request: Request<pb::GetOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let cx = CallContext::of(&request)?;
+        let order = self.get(request.get_ref()).map_err(|e| cx.fail(e))?;
+        Ok(cx.reply(order, false))
+    }
+
+    async fn create_order(
+        &self,
+        request: Request<pb::CreateOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let cx = CallContext::of(&request)?;
+        let (order, replayed) = self
+            .create(request.get_ref(), cx.idempotency_key.as_deref())
+            .map_err(|e| cx.fail(e))?;
+        Ok(cx.reply(order, replayed))
+    }
+
+    async fn update_order(
+        &self,
+        request: Request<pb::UpdateOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let cx = CallContext::of(&request)?;
+        let (order, replayed) = self
+            .update(request.get_ref(), cx.idempotency_key.as_deref())
+            .map_err(|e| cx.fail(e))?;
+        Ok(cx.reply(order, replayed))
+    }
+
+    async fn cancel_order(
+        &self,
+        request: Request<pb::CancelOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let cx = CallContext::of(&request)?;
+        let (order, replayed) = self
+            .cancel(request.get_ref(), cx.idempotency_key.as_deref())
+            .map_err(|e| cx.fail(e))?;
+        Ok(cx.reply(order, replayed))
+    }
+
+    async fn delete_order(
+        &self,
+        request: Request<pb::DeleteOrderRequest>,
+    ) -> Result<Response<pb::DeleteOrderResponse>, Status> {
+        let cx = CallContext::of(&request)?;
+        let message = request.get_ref();
+        let run = || -> Result<_, ApiError> {
+            let id = order_id(&message.id, "id")?;
+            Ok(self
+                .app
+                .core
+                .delete_order(id, &expect(message.expected_version))?)
+        };
+        let order = run().map_err(|e| cx.fail(e))?;
+        Ok(cx.reply(
+            pb::DeleteOrderResponse {
+                order: Some(convert::order(&order)),
+            },
+            false,
+        ))
+    }
+
+    async fn add_item(
+        &self,
+        request: Request<pb::AddItemRequest>,
+    ) -> Result<Response<pb::AddItemResponse>, Status> {
+        let cx = CallContext::of(&request)?;
+        let message = request.get_ref();
+        let run = || -> Result<_, ApiError> {
+            let id = order_id(&message.order_id, "order_id")?;
+            let item =
+                NewItem::parse(&message.product_id, message.quantity).map_err(ApiError::invalid)?;
+            let expect = expect(message.expected_version);
+            // The same operation and command as REST's POST /v1/orders/{id}/items.
+            let command = (id, &item, &expect);
+            let executed = self.app.idempotency.execute(
+                cx.idempotency_key.as_deref(),
+                "add_item",
+                &command,
+                || {
+                    self.app
+                        .core
+                        .add_item(id, item.clone(), &expect)
+                        .map(|(order, item_id)| Outcome::ItemAdded(order, item_id))
+                },
+            )?;
+            match &executed.recorded {
+                Ok(Outcome::ItemAdded(order, item_id)) => Ok((
+                    pb::AddItemResponse {
+                        order: Some(convert::order(order)),
+                        item: order.item(*item_id).map(convert::item),
+                    },
+                    executed.replayed,
+                )),
+                Ok(_) => Err(DomainError::Internal("unexpected idempotent outcome".into()).into()),
+                Err(error) => Err(error.clone().into()),
+            }
+        };
+        let (response, replayed) = run().map_err(|e| cx.fail(e))?;
+        Ok(cx.reply(response, replayed))
+    }
+
+    async fn get_customer(
+        &self,
+        request: Request<pb::GetCustomerRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        let cx = CallContext::of(&request)?;
+        let id = &request.get_ref().id;
+        let customer = CustomerId::parse(id)
+            .and_then(|id| self.app.core.customer(id))
+            .map_err(|e| cx.fail(e))?;
+        Ok(cx.reply(convert::customer(&customer), false))
+    }
+
+    async fn get_product(
+        &self,
+        request: Request<pb::GetProductRequest>,
+    ) -> Result<Response<pb::Product>, Status> {
+        let cx = CallContext::of(&request)?;
+        let id = &request.get_ref().id;
+        let product = ProductId::parse(id)
+            .and_then(|id| self.app.core.product(id))
+            .map_err(|e| cx.fail(e))?;
+        Ok(cx.reply(convert::product(&product), false))
+    }
+
+    type ListOrdersStream = ReceiverStream<Result<pb::Order, Status>>;
+
+    async fn list_orders(
+        &self,
+        request: Request<pb::ListOrdersRequest>,
+    ) -> Result<Response<Self::ListOrdersStream>, Status> {
+        let cx = CallContext::of(&request)?;
+        let message = request.into_inner();
+        let mut violations = Vec::new();
+        let mut filter = OrderFilter::default();
+        let mut matches_nothing = false;
+        if !message.status.is_empty() {
+            match message.status.parse() {
+                Ok(s) => filter.status = Some(s),
+                Err(v) => violations.push(v),
+            }
+        }
+        if !message.customer_id.is_empty() {
+            match CustomerId::parse(&message.customer_id) {
+                Ok(id) => filter.customer_id = Some(id),
+                Err(_) => matches_nothing = true,
+            }
+        }
+        let sort = if message.sort.is_empty() {
+            SortSpec::by_id()
+        } else {
+            SortSpec::parse(&message.sort, ORDER_SORT_FIELDS).unwrap_or_else(|v| {
+                violations.push(v);
+                SortSpec::by_id()
+            })
+        };
+        if !violations.is_empty() {
+            return Err(cx.fail(ApiError::invalid(violations)));
+        }
+        let limit = if message.limit == 0 {
+            usize::MAX
+        } else {
+            message.limit as usize
+        };
+
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let app = self.app.clone();
+        tokio::spawn(async move {
+            let _streaming = app.streams.enter();
+            let produce = async {
+                if matches_nothing {
+                    return;
+                }
+                let mut sent = 0usize;
+                let mut position = Position::Start;
+                loop {
+                    // Keyset pages of 100: each page is a short read, and a long list never
+                    // holds the store while the client is slow.
+                    let request = PageRequest {
+                        sort: sort.clone(),
+                        position,
+                        limit: Limit::new(100),
+                    };
+                    let page = app.core.list_orders(&filter, &request);
+                    for order in &page.rows {
+                        if sent == limit || tx.send(Ok(convert::order(order))).await.is_err() {
+                            return;
+                        }
+                        sent += 1;
+                    }
+                    match page.next {
+                        Some(key) if sent < limit => position = Position::After(key),
+                        _ => return,
+                    }
+                }
+            };
+            run_until_deadline(produce, cx.deadline, &tx).await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    type WatchOrdersStream = ReceiverStream<Result<pb::WatchOrdersResponse, Status>>;
+
+    async fn watch_orders(
+        &self,
+        request: Request<pb::WatchOrdersRequest>,
+    ) -> Result<Response<Self::WatchOrdersStream>, Status> {
+        let cx = CallContext::of(&request)?;
+        let message = request.into_inner();
+        let filter = watch::Filter::parse(&message).map_err(|e| cx.fail(e))?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let app = self.app.clone();
+        tokio::spawn(async move {
+            let _streaming = app.streams.enter();
+            let follow = watch::follow(&app, message.after_seq, &filter, |item| {
+                let tx = &tx;
+                async move {
+                    let kind = match item {
+                        watch::Item::Event(e) => pb::watch_orders_response::Kind::Event(*e),
+                        watch::Item::Missed(m) => pb::watch_orders_response::Kind::Missed(m),
+                    };
+                    tx.send(Ok(pb::WatchOrdersResponse { kind: Some(kind) }))
+                        .await
+                        .is_ok()
+                }
+            });
+            run_until_deadline(follow, cx.deadline, &tx).await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn bulk_create_orders(
+        &self,
+        request: Request<Streaming<pb::CreateOrderRequest>>,
+    ) -> Result<Response<pb::BulkCreateOrdersResponse>, Status> {
+        let cx = CallContext::of(&request)?;
+        let mut inbound = request.into_inner();
+        let mut summary = pb::BulkCreateOrdersResponse::default();
+        let read_all = async {
+            while let Some(message) = inbound.message().await.map_err(status::from_codec)? {
+                if summary.results.len() == MAX_BULK_STREAM {
+                    return Err(Status::resource_exhausted(format!(
+                        "a bulk create takes at most {MAX_BULK_STREAM} orders"
+                    )));
+                }
+                let index = summary.results.len() as u32;
+                let result = match self.create(&message, None) {
+                    Ok((order, _)) => {
+                        summary.created += 1;
+                        pb::bulk_create_result::Result::Order(order)
+                    }
+                    Err(error) => {
+                        summary.failed += 1;
+                        pb::bulk_create_result::Result::Error(error_message(&error))
+                    }
+                };
+                summary.results.push(pb::BulkCreateResult {
+                    index,
+                    result: Some(result),
+                });
+            }
+            Ok(())
+        };
+        tokio::select! {
+            read = read_all => read?,
+            () = deadline::passed(cx.deadline) => {
+                return Err(Status::deadline_exceeded("the deadline passed while reading the stream"));
+            }
+        }
+        Ok(cx.reply(summary, false))
+    }
+
+    type OrderSessionStream = ReceiverStream<Result<pb::SessionMessage, Status>>;
+
+    async fn order_session(
+        &self,
+        request: Request<Streaming<pb::SessionCommand>>,
+    ) -> Result<Response<Self::OrderSessionStream>, Status> {
+        let cx = CallContext::of(&request)?;
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let service = self.clone();
+        tokio::spawn(async move {
+            let _streaming = service.app.streams.enter();
+            let mut watcher: Option<tokio::task::JoinHandle<()>> = None;
+            let session = async {
+                // Commands until the client half-closes; a subscribed session keeps streaming
+                // events after that, until the client cancels or its deadline passes.
+                loop {
+                    let command = match inbound.message().await {
+                        Ok(Some(command)) => command,
+                        Ok(None) => break,
+                        Err(error) => {
+                            let _ = tx.send(Err(status::from_codec(error))).await;
+                            return;
+                        }
+                    };
+                    let reply = service.session_command(command, &tx, &mut watcher);
+                    if tx.send(Ok(reply)).await.is_err() {
+                        return;
+                    }
+                }
+                if watcher.is_some() {
+                    tx.closed().await;
+                }
+            };
+            run_until_deadline(session, cx.deadline, &tx).await;
+            if let Some(watcher) = watcher {
+                watcher.abort();
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+impl OrdersService {
+    /// Runs one session command and returns its answer. `subscribe` (re)starts the session's
+    /// event feed, which shares the outbound channel.
+    fn session_command(
+        &self,
+        command: pb::SessionCommand,
+        tx: &mpsc::Sender<Result<pb::SessionMessage, Status>>,
+        watcher: &mut Option<tokio::task::JoinHandle<()>>,
+    ) -> pb::SessionMessage {
+        use pb::session_command::Command;
+        use pb::session_message::Kind;
+        let result: Result<Kind, ApiError> = match command.command {
+            Some(Command::GetOrder(r)) => self.get(&r).map(Kind::Order),
+            Some(Command::CreateOrder(r)) => self.create(&r, None).map(|(o, _)| Kind::Order(o)),
+            Some(Command::UpdateOrder(r)) => self.update(&r, None).map(|(o, _)| Kind::Order(o)),
+            Some(Command::CancelOrder(r)) => self.cancel(&r, None).map(|(o, _)| Kind::Order(o)),
+            Some(Command::Subscribe(r)) => watch::Filter::parse(&r).map(|filter| {
+                if let Some(old) = watcher.take() {
+                    old.abort();
+                }
+                let last_seq = self.app.core.events().last_seq();
+                let app = self.app.clone();
+                let tx = tx.clone();
+                *watcher = Some(tokio::spawn(async move {
+                    let after = r.after_seq.or(Some(last_seq));
+                    watch::follow(&app, after, &filter, |item| {
+                        let tx = &tx;
+                        async move {
+                            let kind = match item {
+                                watch::Item::Event(e) => Kind::Event(*e),
+                                watch::Item::Missed(m) => Kind::Missed(m),
+                            };
+                            let message = pb::SessionMessage {
+                                id: String::new(),
+                                kind: Some(kind),
+                            };
+                            tx.send(Ok(message)).await.is_ok()
+                        }
+                    })
+                    .await;
+                }));
+                Kind::Subscribed(pb::Subscribed { last_seq })
+            }),
+            None => Err(FieldViolation::new("command", "is required").into()),
+        };
+        pb::SessionMessage {
+            id: command.id,
+            kind: Some(result.unwrap_or_else(|error| Kind::Error(error_message(&error)))),
+        }
+    }
+}
+
+/// Runs a stream's producer until it finishes, the client goes away, or the deadline passes;
+/// in the last case the stream ends with DEADLINE_EXCEEDED. Dropping the producer stops its
+/// work: nothing continues for a call nobody waits for.
+async fn run_until_deadline<T>(
+    produce: impl std::future::Future<Output = ()>,
+    deadline: Option<Instant>,
+    tx: &mpsc::Sender<Result<T, Status>>,
+) {
+    let produce = pin!(produce);
+    tokio::select! {
+        () = produce => {}
+        () = tx.closed() => {}
+        () = deadline::passed(deadline) => {
+            let status = Status::new(Code::DeadlineExceeded, "the call's deadline passed");
+            // try_send: a reader too slow to take this has a full queue and gets the stream cut.
+            let _ = tx.try_send(Err(status));
+        }
+    }
+}
