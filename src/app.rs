@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -39,7 +39,7 @@ pub struct App {
     pub streams: Arc<ActiveStreams>,
     /// The gRPC health status (`grpc.health.v1.Health`), turned NOT_SERVING at shutdown.
     pub health: tonic_health::server::HealthReporter,
-    draining: Arc<AtomicBool>,
+    draining: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Counts streaming calls in progress.
@@ -94,7 +94,7 @@ impl App {
             config: Arc::new(config),
             streams: Arc::default(),
             health: tonic_health::server::HealthReporter::new(),
-            draining: Arc::new(AtomicBool::new(false)),
+            draining: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
 
@@ -108,7 +108,15 @@ impl App {
 
     /// False once shutdown has begun: `/readyz` then answers 503 so load balancers move away.
     pub fn is_ready(&self) -> bool {
-        !self.draining.load(Ordering::Relaxed)
+        !*self.draining.borrow()
+    }
+
+    /// Completes once shutdown has begun. Long-lived streams select on it and end (telling the
+    /// client to reconnect elsewhere) instead of holding the drain open until the grace period.
+    pub async fn drained(&self) {
+        let mut draining = self.draining.subscribe();
+        // Err means the sender is gone, which only happens when the app itself is.
+        let _ = draining.wait_for(|d| *d).await;
     }
 
     /// The whole HTTP surface. Layers read top to bottom, outermost first.
@@ -149,7 +157,7 @@ impl App {
         let health = self.health.clone();
         let shutdown = async move {
             shutdown.await;
-            draining.store(true, Ordering::Relaxed);
+            draining.send_replace(true);
             for service in ["", protocols::grpc::SERVICE_NAME] {
                 health
                     .set_service_status(service, ServingStatus::NotServing)

@@ -279,3 +279,46 @@ fn the_config_file_sets_values_and_flags_override_it() {
     assert_eq!(page["has_more"], true);
     assert_eq!(terminate(&mut child).code(), Some(0));
 }
+
+#[tokio::test]
+async fn shutdown_ends_live_streams_with_unavailable_instead_of_waiting_out_the_grace_period() {
+    use polyport::protocols::grpc::pb;
+    let mut config = polyport::config::Config::default();
+    // Long enough that the test would hang visibly if streams held the drain open.
+    config.server.shutdown_grace = Duration::from_secs(120);
+    let server = TestServer::with_config(config).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = pb::orders_client::OrdersClient::new(channel);
+    let mut stream = client
+        .watch_orders(pb::WatchOrdersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(server.app.streams.count(), 1);
+    let app = server.app.clone();
+
+    let stopped = tokio::time::timeout(Duration::from_secs(30), server.stop()).await;
+    assert!(
+        stopped
+            .expect("the drain did not wait for the stream")
+            .is_ok()
+    );
+    assert!(!app.is_ready());
+    let ended = stream
+        .message()
+        .await
+        .expect_err("the stream ends with a status");
+    assert_eq!(ended.code(), tonic::Code::Unavailable);
+    // The stream's task ends right after sending that status.
+    for _ in 0..500 {
+        if app.streams.count() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the stream's task is still running after shutdown");
+}

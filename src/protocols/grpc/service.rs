@@ -442,7 +442,7 @@ impl pb::orders_server::Orders for OrdersService {
                     }
                 }
             };
-            run_until_deadline(produce, cx.deadline, &tx).await;
+            run_until_deadline(&app, produce, cx.deadline, &tx).await;
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -472,7 +472,7 @@ impl pb::orders_server::Orders for OrdersService {
                         .is_ok()
                 }
             });
-            run_until_deadline(follow, cx.deadline, &tx).await;
+            run_until_deadline(&app, follow, cx.deadline, &tx).await;
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -552,7 +552,7 @@ impl pb::orders_server::Orders for OrdersService {
                     tx.closed().await;
                 }
             };
-            run_until_deadline(session, cx.deadline, &tx).await;
+            run_until_deadline(&service.app, session, cx.deadline, &tx).await;
             if let Some(watcher) = watcher {
                 watcher.abort();
             }
@@ -613,22 +613,27 @@ impl OrdersService {
     }
 }
 
-/// Runs a stream's producer until it finishes, the client goes away, or the deadline passes;
-/// in the last case the stream ends with DEADLINE_EXCEEDED. Dropping the producer stops its
-/// work: nothing continues for a call nobody waits for.
+/// Runs a stream's producer until it finishes, the client goes away, the deadline passes
+/// (the stream ends with DEADLINE_EXCEEDED) or the server shuts down (UNAVAILABLE: reconnect,
+/// resuming after the last seq seen). Dropping the producer stops its work: nothing continues
+/// for a call nobody waits for.
 async fn run_until_deadline<T>(
+    app: &App,
     produce: impl std::future::Future<Output = ()>,
     deadline: Option<Instant>,
     tx: &mpsc::Sender<Result<T, Status>>,
 ) {
     let produce = pin!(produce);
+    // try_send for the final status: a reader too slow to take it has a full queue, and the
+    // stream is cut either way.
     tokio::select! {
         () = produce => {}
         () = tx.closed() => {}
         () = deadline::passed(deadline) => {
-            let status = Status::new(Code::DeadlineExceeded, "the call's deadline passed");
-            // try_send: a reader too slow to take this has a full queue and gets the stream cut.
-            let _ = tx.try_send(Err(status));
+            let _ = tx.try_send(Err(Status::new(Code::DeadlineExceeded, "the call's deadline passed")));
+        }
+        () = app.drained() => {
+            let _ = tx.try_send(Err(Status::unavailable("the server is shutting down; reconnect")));
         }
     }
 }
