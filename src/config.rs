@@ -29,6 +29,57 @@ pub struct Config {
     pub idempotency: IdempotencyConfig,
     /// gRPC.
     pub grpc: GrpcConfig,
+    /// Server push: SSE, WebSocket, long polling.
+    pub push: PushConfig,
+}
+
+/// `[push]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushConfig {
+    /// Most streaming connections (SSE, WebSocket, long polls, gRPC streams) at once.
+    pub max_streams: usize,
+    /// SSE: a keep-alive comment after this much silence.
+    #[serde(deserialize_with = "duration")]
+    pub sse_keepalive: Duration,
+    /// SSE: the reconnection delay suggested to clients (`retry:`).
+    #[serde(deserialize_with = "duration")]
+    pub sse_retry: Duration,
+    /// WebSocket: how often the server pings.
+    #[serde(deserialize_with = "duration")]
+    pub ws_ping_interval: Duration,
+    /// WebSocket: a peer silent this long (no pong, no message) is closed.
+    #[serde(deserialize_with = "duration")]
+    pub ws_idle_timeout: Duration,
+    /// WebSocket: messages queued for one connection before it counts as a slow consumer.
+    pub ws_queue: usize,
+    /// WebSocket: the largest message accepted from a client, in bytes.
+    pub ws_max_message_bytes: usize,
+    /// Long polling: the wait when the request gives no `timeout`.
+    #[serde(deserialize_with = "duration")]
+    pub long_poll_timeout: Duration,
+    /// Long polling: the longest wait a request may ask for.
+    #[serde(deserialize_with = "duration")]
+    pub long_poll_max_timeout: Duration,
+    /// Long polling: the most events one response carries.
+    pub long_poll_max_events: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            max_streams: 10_000,
+            sse_keepalive: Duration::from_secs(15),
+            sse_retry: Duration::from_secs(3),
+            ws_ping_interval: Duration::from_secs(15),
+            ws_idle_timeout: Duration::from_secs(45),
+            ws_queue: 256,
+            ws_max_message_bytes: 64 * 1024,
+            long_poll_timeout: Duration::from_secs(30),
+            long_poll_max_timeout: Duration::from_secs(60),
+            long_poll_max_events: 100,
+        }
+    }
 }
 
 /// `[grpc]`
@@ -203,6 +254,18 @@ impl Config {
         if self.server.body_limit_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "server.body_limit_bytes must be positive".into(),
+            ));
+        }
+        let push = &self.push;
+        if push.ws_queue == 0 || push.long_poll_max_events == 0 || push.max_streams == 0 {
+            return Err(ConfigError::Invalid(
+                "push.ws_queue, push.long_poll_max_events and push.max_streams must be positive"
+                    .into(),
+            ));
+        }
+        if push.ws_ping_interval.is_zero() || push.sse_keepalive.is_zero() {
+            return Err(ConfigError::Invalid(
+                "push.ws_ping_interval and push.sse_keepalive must be positive".into(),
             ));
         }
         if self.events.retain == 0 || self.events.subscriber_buffer == 0 {

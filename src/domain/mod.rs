@@ -6,6 +6,7 @@
 pub mod core;
 pub mod error;
 pub mod events;
+pub mod feed;
 pub mod model;
 pub mod pagination;
 pub mod seed;

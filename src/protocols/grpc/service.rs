@@ -455,7 +455,7 @@ impl pb::orders_server::Orders for OrdersService {
     ) -> Result<Response<Self::WatchOrdersStream>, Status> {
         let cx = CallContext::of(&request)?;
         let message = request.into_inner();
-        let filter = watch::Filter::parse(&message).map_err(|e| cx.fail(e))?;
+        let filter = watch::filter(&message).map_err(|e| cx.fail(e))?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let app = self.app.clone();
         tokio::spawn(async move {
@@ -577,7 +577,7 @@ impl OrdersService {
             Some(Command::CreateOrder(r)) => self.create(&r, None).map(|(o, _)| Kind::Order(o)),
             Some(Command::UpdateOrder(r)) => self.update(&r, None).map(|(o, _)| Kind::Order(o)),
             Some(Command::CancelOrder(r)) => self.cancel(&r, None).map(|(o, _)| Kind::Order(o)),
-            Some(Command::Subscribe(r)) => watch::Filter::parse(&r).map(|filter| {
+            Some(Command::Subscribe(r)) => watch::filter(&r).map(|filter| {
                 if let Some(old) = watcher.take() {
                     old.abort();
                 }
