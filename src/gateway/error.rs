@@ -104,7 +104,7 @@ pub mod kind {
             "A field or parameter has a wrong value; `errors` names each one. Fix the request; retrying it unchanged fails again.";
         MALFORMED_BODY = "malformed-body", BAD_REQUEST, InvalidArgument, "BAD_REQUEST",
             "Malformed request body",
-            "The body is not valid JSON. Nothing was changed.";
+            "The body is not valid JSON (REST) or not the expected protobuf message (gRPC). Nothing was changed.";
         NOT_FOUND = "not-found", NOT_FOUND, NotFound, "NOT_FOUND",
             "Resource not found",
             "The order, customer, product or item does not exist (ids are opaque: an id this server never issued names nothing).";
@@ -131,7 +131,7 @@ pub mod kind {
             "The If-Match ETag is not the resource's current one: someone else changed it. Re-read and retry.";
         PAYLOAD_TOO_LARGE = "payload-too-large", PAYLOAD_TOO_LARGE, ResourceExhausted, "PAYLOAD_TOO_LARGE",
             "Request body too large",
-            "The body exceeds the configured limit (server.body_limit_bytes, default 1 MiB).";
+            "The body exceeds the configured limit (REST: server.body_limit_bytes; gRPC: grpc.max_message_bytes; 1 MiB each by default).";
         UNSUPPORTED_MEDIA_TYPE = "unsupported-media-type", UNSUPPORTED_MEDIA_TYPE, InvalidArgument, "BAD_REQUEST",
             "Unsupported media type",
             "Send JSON with Content-Type: application/json (PATCH also takes application/merge-patch+json).";

@@ -123,3 +123,32 @@ pub async fn expect_problem(
     assert_eq!(body["trace_id"], trace_header, "{body}");
     body
 }
+
+/// Streaming support shared by the streaming protocols' tests.
+impl TestServer {
+    /// A gRPC (HTTP/2) channel to this server.
+    pub async fn grpc_channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Channel::from_shared(self.url(""))
+            .expect("a valid URI")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    /// Waits until exactly `expected` streaming calls are in progress on the server, polling
+    /// briefly; panics (naming `context`) if that has not happened after a few seconds. Not a
+    /// timing assertion: the bound only turns a stream that never stops (or never starts) into
+    /// a failure instead of a hang.
+    pub async fn wait_for_streams(&self, expected: usize, context: &str) {
+        for _ in 0..200 {
+            if self.app.streams.count() == expected {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!(
+            "{context}: {} streams in progress on the server, expected {expected}",
+            self.app.streams.count()
+        );
+    }
+}

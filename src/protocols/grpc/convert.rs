@@ -74,10 +74,11 @@ pub fn event(event: &Event) -> pb::OrderEvent {
     }
 }
 
-/// Parses the items of a request; violations are named under `prefix` (`items`, `order.items`).
+/// Parses the `items` field of a message nested at `parent` (`""` for the request itself,
+/// `"order"` for UpdateOrder's `order`); violations are named by their path from the request.
 pub fn new_items(
     items: &[pb::NewItem],
-    prefix: &str,
+    parent: &str,
     violations: &mut Vec<FieldViolation>,
 ) -> Vec<NewItem> {
     let mut inner = Vec::new();
@@ -85,9 +86,15 @@ pub fn new_items(
         items.iter().map(|i| (i.product_id.as_str(), i.quantity)),
         &mut inner,
     );
-    violations.extend(inner.into_iter().map(|v| match prefix {
-        "items" => v,
-        _ => FieldViolation::new(format!("{prefix}.{}", v.field), v.message),
-    }));
+    violations.extend(inner.into_iter().map(|v| under(parent, v)));
     parsed
+}
+
+/// A violation named relative to the message at `parent`, named from the request instead.
+pub fn under(parent: &str, violation: FieldViolation) -> FieldViolation {
+    if parent.is_empty() {
+        violation
+    } else {
+        FieldViolation::new(format!("{parent}.{}", violation.field), violation.message)
+    }
 }

@@ -85,5 +85,5 @@ pub fn routes(app: &App) -> Router {
         // Any origin, no cookies: credentials travel in headers, which CORS lists explicitly.
         .layer(cors())
         // tonic's codec names bad input INTERNAL / OUT_OF_RANGE; the table says otherwise.
-        .layer(middleware::map_response(status::fix_codec_errors))
+        .layer(middleware::from_fn(status::fix_codec_errors))
 }

@@ -184,11 +184,8 @@ impl OrdersService {
                     }),
                 },
                 "items" => {
-                    changes.items = Some(convert::new_items(
-                        &fields.items,
-                        "order.items",
-                        &mut violations,
-                    ));
+                    changes.items =
+                        Some(convert::new_items(&fields.items, "order", &mut violations));
                 }
                 other => violations.push(FieldViolation::new(
                     "update_mask",
@@ -211,7 +208,16 @@ impl OrdersService {
                     .update_order(id, changes.clone(), &expect)
                     .map(Outcome::Order)
             })?;
-        Ok((recorded_order(&executed)?, executed.replayed))
+        // The core names the fields of the order ("customer_id"); here they sit in `order`.
+        let order = recorded_order(&executed).map_err(|mut error| {
+            error.violations = error
+                .violations
+                .into_iter()
+                .map(|v| convert::under("order", v))
+                .collect();
+            error
+        })?;
+        Ok((order, executed.replayed))
     }
 
     fn cancel(
@@ -485,7 +491,11 @@ impl pb::orders_server::Orders for OrdersService {
         let mut inbound = request.into_inner();
         let mut summary = pb::BulkCreateOrdersResponse::default();
         let read_all = async {
-            while let Some(message) = inbound.message().await.map_err(status::from_codec)? {
+            while let Some(message) = inbound
+                .message()
+                .await
+                .map_err(|e| status::from_codec(e, cx.trace_id.as_ref()))?
+            {
                 if summary.results.len() == MAX_BULK_STREAM {
                     return Err(Status::resource_exhausted(format!(
                         "a bulk create takes at most {MAX_BULK_STREAM} orders"
@@ -539,7 +549,9 @@ impl pb::orders_server::Orders for OrdersService {
                         Ok(Some(command)) => command,
                         Ok(None) => break,
                         Err(error) => {
-                            let _ = tx.send(Err(status::from_codec(error))).await;
+                            let _ = tx
+                                .send(Err(status::from_codec(error, cx.trace_id.as_ref())))
+                                .await;
                             return;
                         }
                     };

@@ -44,45 +44,71 @@ pub fn from_api(error: &ApiError, trace_id: Option<&TraceId>) -> Status {
     status
 }
 
-/// Statuses tonic's codec produces for bad input, mapped to the codes the table uses for the
-/// same faults over REST: a message over the size limit is RESOURCE_EXHAUSTED (tonic says
-/// OUT_OF_RANGE), bytes that are not the expected protobuf message are INVALID_ARGUMENT
-/// (tonic says INTERNAL, which we keep for our own bugs).
-pub fn from_codec(status: Status) -> Status {
-    match status.code() {
-        Code::OutOfRange if status.message().contains("message length too large") => Status::new(
-            Code::from_i32(kind::PAYLOAD_TOO_LARGE.grpc as i32),
-            status.message().to_owned(),
-        ),
-        Code::Internal if status.message().contains("decode") => Status::new(
-            Code::InvalidArgument,
-            format!("malformed protobuf message: {}", status.message()),
-        ),
-        _ => status,
-    }
+/// Statuses tonic's codec produces for bad input, mapped to the rows the table uses for the
+/// same faults over REST: a message over the size limit is `payload-too-large`,
+/// RESOURCE_EXHAUSTED (tonic says OUT_OF_RANGE); bytes that are not the expected protobuf
+/// message are `malformed-body`, INVALID_ARGUMENT (tonic says INTERNAL, which we keep for our
+/// own bugs). Other statuses pass through.
+pub fn from_codec(status: Status, trace_id: Option<&TraceId>) -> Status {
+    let kind = match status.code() {
+        Code::OutOfRange if status.message().contains("message length too large") => {
+            &kind::PAYLOAD_TOO_LARGE
+        }
+        Code::Internal if status.message().contains("decode") => &kind::MALFORMED_BODY,
+        _ => return status,
+    };
+    from_api(&ApiError::new(kind, status.message().to_owned()), trace_id)
 }
 
-/// The same mapping for a trailers-only response (a unary call whose request failed to decode
-/// before our handler ran): rewrites its `grpc-status` header.
-pub async fn fix_codec_errors(mut response: axum::response::Response) -> axum::response::Response {
-    let headers = response.headers_mut();
-    let code = headers
+/// Middleware for the same mapping on a trailers-only response (a unary call whose request
+/// failed to decode before our handler ran): rewrites its status headers.
+pub async fn fix_codec_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let trace_id = request.extensions().get::<TraceId>().cloned();
+    let mut response = next.run(request).await;
+    let headers = response.headers();
+    let Some(code) = headers
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i32>().ok());
+        .and_then(|v| v.parse::<i32>().ok())
+    else {
+        return response;
+    };
     let message = headers
         .get("grpc-message")
-        .and_then(|v| v.to_str().ok())
-        .map(|m| m.replace("%20", " "))
+        .and_then(|v| percent_decode(v.as_bytes()))
         .unwrap_or_default();
-    if let Some(code) = code {
-        let fixed = from_codec(Status::new(Code::from_i32(code), message));
-        if fixed.code() as i32 != code {
-            headers.insert("grpc-status", http::HeaderValue::from(fixed.code() as i32));
-            if let Ok(value) = http::HeaderValue::from_str(&fixed.message().replace(' ', "%20")) {
-                headers.insert("grpc-message", value);
-            }
+    let fixed = from_codec(
+        Status::new(Code::from_i32(code), message),
+        trace_id.as_ref(),
+    );
+    if fixed.code() as i32 != code {
+        let (parts, _) = fixed.into_http::<axum::body::Body>().into_parts();
+        for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+            match parts.headers.get(name) {
+                Some(value) => response.headers_mut().insert(name, value.clone()),
+                None => response.headers_mut().remove(name),
+            };
         }
     }
     response
+}
+
+/// Decodes a percent-encoded `grpc-message`.
+fn percent_decode(bytes: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
