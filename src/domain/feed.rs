@@ -42,7 +42,10 @@ impl EventFilter {
             } else {
                 violations.push(FieldViolation::new(
                     format!("{types_field}[{i}]"),
-                    format!("unknown event type '{t}'; types: {}", EVENT_TYPES.join(", ")),
+                    format!(
+                        "unknown event type '{t}'; types: {}",
+                        EVENT_TYPES.join(", ")
+                    ),
                 ));
             }
         }
@@ -69,7 +72,9 @@ impl EventFilter {
         !self.matches_nothing
             && (self.types.is_empty() || self.types.iter().any(|t| t == event.change.event_type()))
             && self.order_id.is_none_or(|id| event.order_id == id)
-            && self.customer_id.is_none_or(|id| event.order.customer_id == id)
+            && self
+                .customer_id
+                .is_none_or(|id| event.order.customer_id == id)
     }
 }
 
@@ -101,6 +106,17 @@ pub async fn follow<F, Fut>(
 {
     let subscription = log.subscribe(after_seq);
     let mut last = after_seq.unwrap_or(subscription.position);
+    if last > subscription.position {
+        // A seq from the future: the log restarted (it is in memory). Say where it is now.
+        let item = FeedItem::Missed {
+            requested_after: last,
+            resumed_after: subscription.position,
+        };
+        last = subscription.position;
+        if !send(item).await {
+            return;
+        }
+    }
     if let Some(missed) = subscription.missed {
         let item = FeedItem::Missed {
             requested_after: missed.requested_after,
@@ -167,12 +183,20 @@ mod tests {
         }
     }
 
-    async fn collect(log: &Arc<dyn EventLog>, after: Option<u64>, filter: &EventFilter, n: usize) -> Vec<String> {
+    async fn collect(
+        log: &Arc<dyn EventLog>,
+        after: Option<u64>,
+        filter: &EventFilter,
+        n: usize,
+    ) -> Vec<String> {
         let mut seen = Vec::new();
         follow(log, after, filter, |item| {
             seen.push(match item {
                 FeedItem::Event(e) => format!("{}", e.seq),
-                FeedItem::Missed { requested_after, resumed_after } => {
+                FeedItem::Missed {
+                    requested_after,
+                    resumed_after,
+                } => {
                     format!("missed {requested_after}..{resumed_after}")
                 }
             });
@@ -191,15 +215,23 @@ mod tests {
         }
         // Seqs 1 and 2 were evicted: say so, then replay 3..=5.
         let all = EventFilter::default();
-        assert_eq!(collect(&log, Some(0), &all, 4).await, ["missed 0..2", "3", "4", "5"]);
+        assert_eq!(
+            collect(&log, Some(0), &all, 4).await,
+            ["missed 0..2", "3", "4", "5"]
+        );
         // Customer 1 placed the odd orders.
         let odd = EventFilter::parse([], "", "1", "types").unwrap();
         assert_eq!(collect(&log, Some(2), &odd, 2).await, ["3", "5"]);
+        // A seq the log never reached (it restarted): say where it is now, then go on from there.
+        log.append(&order(6, 1), Change::Created);
+        let resumed = collect(&log, Some(99), &all, 1).await;
+        assert_eq!(resumed, ["missed 99..6"]);
     }
 
     #[test]
     fn unknown_event_types_are_refused_and_unknown_ids_match_nothing() {
-        let err = EventFilter::parse(["order.created", "order.exploded"], "", "", "types").unwrap_err();
+        let err =
+            EventFilter::parse(["order.created", "order.exploded"], "", "", "types").unwrap_err();
         assert_eq!(err[0].field, "types[1]");
         let nothing = EventFilter::parse([], "abc", "", "types").unwrap();
         let event = Event {

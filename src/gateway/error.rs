@@ -129,6 +129,9 @@ pub mod kind {
         VERSION_MISMATCH = "version-mismatch", PRECONDITION_FAILED, Aborted, "CONFLICT",
             "Version mismatch",
             "The If-Match ETag is not the resource's current one: someone else changed it. Re-read and retry.";
+        NOT_ACCEPTABLE = "not-acceptable", NOT_ACCEPTABLE, InvalidArgument, "BAD_REQUEST",
+            "Not acceptable",
+            "The endpoint cannot answer in a media type the Accept header allows (event streams send text/event-stream).";
         PAYLOAD_TOO_LARGE = "payload-too-large", PAYLOAD_TOO_LARGE, ResourceExhausted, "PAYLOAD_TOO_LARGE",
             "Request body too large",
             "The body exceeds the configured limit (REST: server.body_limit_bytes; gRPC: grpc.max_message_bytes; 1 MiB each by default).";

@@ -4,4 +4,5 @@
 
 pub mod grpc;
 pub mod health;
+pub mod push;
 pub mod rest;

@@ -25,7 +25,7 @@ use crate::gateway::error::kind;
 /// Every REST route: the versions and the problem-type documents.
 pub fn routes() -> Router<App> {
     Router::new()
-        .nest("/v1", v1::routes())
+        .nest("/v1", v1::routes().merge(super::push::routes()))
         .merge(problems::routes())
 }
 

@@ -1,0 +1,127 @@
+//! Server push over plain HTTP: Server-Sent Events, WebSocket and long polling, side by side.
+//!
+//! All three follow the one event log through `domain::feed` (as gRPC's WatchOrders does), so
+//! a change made over any protocol reaches subscribers of every protocol with the same `seq`,
+//! and all three resume the same way: "everything after seq N", with an explicit notice when
+//! N is older than the log retains.
+//!
+//! ```text
+//! GET /v1/events                 SSE: every order event     (?types=&customer_id=&last_event_id=)
+//! GET /v1/orders/{id}/events     SSE: one order's events
+//! GET /v1/events/poll            long polling               (?since=&timeout=&limit=&types=&customer_id=&order_id=)
+//! GET /v1/ws                     WebSocket: JSON messages with an "op" field (see ws.rs)
+//! ```
+
+pub mod poll;
+pub mod sse;
+pub mod ws;
+
+use axum::Router;
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::app::App;
+use crate::domain::events::{Change, Event};
+use crate::domain::feed::EventFilter;
+use crate::domain::{DomainError, FieldViolation};
+use crate::gateway::ApiError;
+use crate::gateway::error::kind;
+use crate::protocols::rest::v1::dto::{OrderV1, timestamp};
+
+/// The push routes, to be nested under `/v1`.
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/events", get(sse::all_events))
+        .route("/orders/{id}/events", get(sse::order_events))
+        .route("/events/poll", get(poll::poll))
+        .route("/ws", get(ws::upgrade))
+}
+
+/// An event as JSON, the same on SSE, WebSocket and long polling.
+pub fn event_json(event: &Event) -> Value {
+    let mut body = json!({
+        "seq": event.seq,
+        "type": event.change.event_type(),
+        "order_id": event.order_id.to_string(),
+        "occurred_at": timestamp(event.occurred_at),
+        "order": OrderV1::from(&event.order),
+    });
+    match &event.change {
+        Change::StatusChanged { from, .. } | Change::Cancelled { from } => {
+            body["from_status"] = json!(from.as_str());
+        }
+        Change::ItemAdded { item_id } => body["item_id"] = json!(item_id.to_string()),
+        Change::Created | Change::Updated | Change::Deleted => {}
+    }
+    body
+}
+
+/// The notice that events were lost to this client: re-read state, then carry on.
+pub fn missed_json(requested_after: u64, resumed_after: u64) -> Value {
+    json!({ "requested_after": requested_after, "resumed_after": resumed_after })
+}
+
+/// Refuses a new stream when the configured maximum is reached (503, retry later).
+pub fn admit(app: &App) -> Result<(), ApiError> {
+    if app.streams.count() >= app.config.push.max_streams {
+        return Err(ApiError::new(
+            &kind::UNAVAILABLE,
+            format!(
+                "the server holds its maximum of {} streams; retry later",
+                app.config.push.max_streams
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses the filter parameters shared by the push endpoints.
+pub fn filter(
+    types: Option<&str>,
+    order_id: &str,
+    customer_id: &str,
+) -> Result<EventFilter, ApiError> {
+    let types: Vec<&str> = types
+        .map(|t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    EventFilter::parse(types, order_id, customer_id, "types").map_err(ApiError::invalid)
+}
+
+/// Parses a seq given by a client (`Last-Event-ID`, `since`, `after_seq`).
+pub fn seq(raw: &str, field: &str) -> Result<u64, ApiError> {
+    raw.trim().parse().map_err(|_| {
+        FieldViolation::new(field, "must be an event seq (a non-negative integer)").into()
+    })
+}
+
+/// Splits query pairs into known parameters, refusing unknown and repeated ones.
+pub fn query_params(
+    pairs: Vec<(String, String)>,
+    known: &[&str],
+) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
+    let mut seen = std::collections::BTreeMap::new();
+    let mut violations = Vec::new();
+    for (name, value) in pairs {
+        if !known.contains(&name.as_str()) {
+            violations.push(FieldViolation::new(
+                name,
+                format!(
+                    "unknown parameter; this endpoint takes {}",
+                    known.join(", ")
+                ),
+            ));
+        } else if seen.insert(name.clone(), value).is_some() {
+            violations.push(FieldViolation::new(name, "given more than once"));
+        }
+    }
+    if violations.is_empty() {
+        Ok(seen)
+    } else {
+        Err(DomainError::Invalid(violations).into())
+    }
+}

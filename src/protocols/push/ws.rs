@@ -1,0 +1,363 @@
+//! WebSocket: `GET /v1/ws`, a small JSON protocol in which every message, both ways, is one
+//! JSON object with an `op` field.
+//!
+//! Client to server:
+//! ```text
+//! {"op":"subscribe","id":"s1","topic":"orders","filter":{"types":[...],"order_id":"7","customer_id":"2"},"after_seq":N}
+//! {"op":"unsubscribe","id":"s1"}
+//! {"op":"ping","id":"p1"}
+//! {"op":"create_order","id":"c1","customer_id":"7","items":[{"product_id":"3","quantity":1}]}
+//! {"op":"cancel_order","id":"c2","order_id":"12","reason":"..."}
+//! {"op":"get_order","id":"c3","order_id":"12"}
+//! ```
+//! Server to client:
+//! ```text
+//! {"op":"result","id":"c1","order":{...}}               a command's answer
+//! {"op":"result","id":"s1","subscribed":{"last_seq":N}}  a subscription started
+//! {"op":"event","subscription":"s1","seq":N,"type":"order.created",...}
+//! {"op":"reset","subscription":"s1","requested_after":N,"resumed_after":M}   events lost to it
+//! {"op":"error","id":"c1","type":"/problems/...","status":400,"detail":"...","errors":[...]}
+//! {"op":"pong","id":"p1"}
+//! ```
+//! `after_seq` resumes a subscription exactly as SSE's Last-Event-ID does (replay, then live;
+//! `reset` when too old); without it the subscription starts with new events.
+//!
+//! Close codes: 1001 the server is shutting down; 1009 a message over
+//! `push.ws_max_message_bytes`; 4000 no sign of life from the client for `push.ws_idle_timeout`
+//! (the server pings every `push.ws_ping_interval`, and browsers answer pings by themselves);
+//! 4008 slow consumer: more than `push.ws_queue` messages waited for this client. The queue is
+//! per connection, so one slow client never holds up anyone else. A malformed message gets an
+//! `error` message and the connection stays open.
+
+use std::collections::HashMap;
+
+use axum::Extension;
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::{admit, event_json, missed_json};
+use crate::app::App;
+use crate::domain::feed::{self, EventFilter, FeedItem};
+use crate::domain::model::OrderId;
+use crate::domain::{FieldViolation, NewOrder};
+use crate::gateway::ApiError;
+use crate::gateway::trace::{TraceId, problem_body};
+use crate::protocols::rest::body::from_value;
+use crate::protocols::rest::v1::dto::{NewItemV1, OrderV1};
+
+/// Close code: no sign of life from the client.
+pub const CLOSE_IDLE: u16 = 4000;
+/// Close code: the client reads too slowly; its queue overflowed.
+pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+/// The most subscriptions one connection may hold.
+pub const MAX_SUBSCRIPTIONS: usize = 32;
+
+/// `GET /v1/ws`: upgrades to a WebSocket session.
+pub async fn upgrade(
+    State(app): State<App>,
+    Extension(trace_id): Extension<TraceId>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    admit(&app)?;
+    let max = app.config.push.ws_max_message_bytes;
+    Ok(upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| Session::new(app, trace_id).run(socket)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+enum Command {
+    Subscribe {
+        id: String,
+        #[serde(default)]
+        topic: Option<String>,
+        #[serde(default)]
+        filter: FilterV1,
+        #[serde(default)]
+        after_seq: Option<u64>,
+    },
+    Unsubscribe {
+        id: String,
+    },
+    Ping {
+        #[serde(default)]
+        id: Option<String>,
+    },
+    CreateOrder {
+        id: String,
+        customer_id: String,
+        items: Vec<NewItemV1>,
+    },
+    CancelOrder {
+        id: String,
+        order_id: String,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    GetOrder {
+        id: String,
+        order_id: String,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilterV1 {
+    #[serde(default)]
+    types: Vec<String>,
+    #[serde(default)]
+    order_id: Option<String>,
+    #[serde(default)]
+    customer_id: Option<String>,
+}
+
+struct Session {
+    app: App,
+    trace_id: TraceId,
+    /// Events for this client; bounded, so a slow client overflows instead of growing it.
+    queue_tx: mpsc::Sender<Value>,
+    queue_rx: mpsc::Receiver<Value>,
+    /// A follower that found the queue full reports its subscription here.
+    overflow_tx: mpsc::Sender<String>,
+    overflow_rx: mpsc::Receiver<String>,
+    subscriptions: HashMap<String, JoinHandle<()>>,
+}
+
+impl Session {
+    fn new(app: App, trace_id: TraceId) -> Self {
+        let (queue_tx, queue_rx) = mpsc::channel(app.config.push.ws_queue);
+        let (overflow_tx, overflow_rx) = mpsc::channel(1);
+        Self {
+            app,
+            trace_id,
+            queue_tx,
+            queue_rx,
+            overflow_tx,
+            overflow_rx,
+            subscriptions: HashMap::new(),
+        }
+    }
+
+    async fn run(mut self, mut socket: WebSocket) {
+        let _streaming = self.app.streams.enter();
+        let push = self.app.config.push.clone();
+        let mut ping = tokio::time::interval_at(
+            Instant::now() + push.ws_ping_interval,
+            push.ws_ping_interval,
+        );
+        let mut last_heard = Instant::now();
+        let close = loop {
+            tokio::select! {
+                received = socket.recv() => match received {
+                    None | Some(Ok(Message::Close(_))) => break None,
+                    Some(Err(error)) => {
+                        let text = error.to_string();
+                        break Some(if text.contains("too long") || text.contains("too big") {
+                            (1009, "message too big".to_owned())
+                        } else {
+                            (1002, "protocol error".to_owned())
+                        });
+                    }
+                    Some(Ok(message)) => {
+                        last_heard = Instant::now();
+                        let reply = match message {
+                            Message::Text(text) => Some(self.command(text.as_str())),
+                            Message::Binary(_) => Some(self.error(None, &FieldViolation::new(
+                                "message", "binary frames are not supported; send JSON text").into())),
+                            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => None,
+                        };
+                        if let Some(reply) = reply
+                            && socket.send(Message::Text(reply.to_string().into())).await.is_err()
+                        {
+                            break None;
+                        }
+                    }
+                },
+                Some(message) = self.queue_rx.recv() => {
+                    if socket.send(Message::Text(message.to_string().into())).await.is_err() {
+                        break None;
+                    }
+                }
+                Some(subscription) = self.overflow_rx.recv() => {
+                    break Some((CLOSE_SLOW_CONSUMER, format!(
+                        "slow consumer: more than {} messages waited (subscription {subscription})",
+                        push.ws_queue
+                    )));
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() >= push.ws_idle_timeout {
+                        break Some((CLOSE_IDLE, "no answer to pings".to_owned()));
+                    }
+                    if socket.send(Message::Ping(Default::default())).await.is_err() {
+                        break None;
+                    }
+                }
+                () = self.app.drained() => break Some((1001, "server shutting down".to_owned())),
+            }
+        };
+        for (_, follower) in self.subscriptions.drain() {
+            follower.abort();
+        }
+        if let Some((code, reason)) = close {
+            let frame = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            let _ = socket.send(Message::Close(Some(frame))).await;
+        }
+    }
+
+    /// Handles one text message; returns the reply to send.
+    fn command(&mut self, text: &str) -> Value {
+        let value: Value = match serde_json::from_str(text) {
+            Ok(value) => value,
+            Err(error) => {
+                let error = crate::protocols::rest::body::shape_error(".", &error);
+                return self.error(None, &error);
+            }
+        };
+        let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
+        let command: Command = match from_value(&value) {
+            Ok(command) => command,
+            Err(error) => return self.error(id.as_deref(), &error),
+        };
+        self.execute(command)
+            .unwrap_or_else(|error| self.error(id.as_deref(), &error))
+    }
+
+    fn execute(&mut self, command: Command) -> Result<Value, ApiError> {
+        let core = &self.app.core;
+        let order_reply = |id: String, order: &crate::domain::model::Order| json!({ "op": "result", "id": id, "order": OrderV1::from(order) });
+        Ok(match command {
+            Command::Ping { id } => json!({ "op": "pong", "id": id }),
+            Command::GetOrder { id, order_id } => {
+                let order = core.order(OrderId::parse(&order_id)?)?;
+                order_reply(id, &order)
+            }
+            Command::CreateOrder {
+                id,
+                customer_id,
+                items,
+            } => {
+                let command = NewOrder::parse(
+                    &customer_id,
+                    items.iter().map(|i| (i.product_id.as_str(), i.quantity)),
+                )
+                .map_err(ApiError::invalid)?;
+                order_reply(id, &core.create_order(command)?)
+            }
+            Command::CancelOrder {
+                id,
+                order_id,
+                reason,
+            } => {
+                let order = core.cancel_order(
+                    OrderId::parse(&order_id)?,
+                    reason,
+                    &crate::domain::Expect::Any,
+                )?;
+                order_reply(id, &order)
+            }
+            Command::Unsubscribe { id } => match self.subscriptions.remove(&id) {
+                Some(follower) => {
+                    follower.abort();
+                    json!({ "op": "result", "id": id, "unsubscribed": true })
+                }
+                None => {
+                    return Err(FieldViolation::new("id", format!("no subscription '{id}'")).into());
+                }
+            },
+            Command::Subscribe {
+                id,
+                topic,
+                filter,
+                after_seq,
+            } => {
+                if topic.as_deref().is_some_and(|t| t != "orders") {
+                    return Err(FieldViolation::new("topic", "the only topic is \"orders\"").into());
+                }
+                let filter = EventFilter::parse(
+                    filter.types.iter().map(String::as_str),
+                    filter.order_id.as_deref().unwrap_or(""),
+                    filter.customer_id.as_deref().unwrap_or(""),
+                    "filter.types",
+                )
+                .map_err(ApiError::invalid)?;
+                if let Some(old) = self.subscriptions.remove(&id) {
+                    // Resubscribing under the same id replaces the subscription.
+                    old.abort();
+                } else if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+                    return Err(FieldViolation::new(
+                        "id",
+                        format!("a connection holds at most {MAX_SUBSCRIPTIONS} subscriptions"),
+                    )
+                    .into());
+                }
+                let last_seq = self.app.core.events().last_seq();
+                self.subscriptions.insert(
+                    id.clone(),
+                    self.follow(id.clone(), after_seq.or(Some(last_seq)), filter),
+                );
+                json!({ "op": "result", "id": id, "subscribed": { "last_seq": last_seq } })
+            }
+        })
+    }
+
+    /// Starts a follower that feeds the session's queue without ever waiting on it.
+    fn follow(
+        &self,
+        subscription: String,
+        after: Option<u64>,
+        filter: EventFilter,
+    ) -> JoinHandle<()> {
+        let log = std::sync::Arc::clone(self.app.core.events());
+        let queue = self.queue_tx.clone();
+        let overflow = self.overflow_tx.clone();
+        tokio::spawn(async move {
+            feed::follow(&log, after, &filter, |item| {
+                let (op, body) = match item {
+                    FeedItem::Event(event) => ("event", event_json(&event)),
+                    FeedItem::Missed {
+                        requested_after,
+                        resumed_after,
+                    } => ("reset", missed_json(requested_after, resumed_after)),
+                };
+                let message = tagged(json!({ "op": op, "subscription": subscription }), body);
+                let open = match queue.try_send(message) {
+                    Ok(()) => true,
+                    Err(TrySendError::Full(_)) => {
+                        let _ = overflow.try_send(subscription.clone());
+                        false
+                    }
+                    Err(TrySendError::Closed(_)) => false,
+                };
+                async move { open }
+            })
+            .await;
+        })
+    }
+
+    fn error(&self, id: Option<&str>, error: &ApiError) -> Value {
+        tagged(
+            json!({ "op": "error", "id": id }),
+            problem_body(error, None, Some(&self.trace_id)),
+        )
+    }
+}
+
+/// `head`'s fields (the `op` and its addressing) followed by `body`'s.
+fn tagged(mut head: Value, body: Value) -> Value {
+    if let (Some(head), Value::Object(body)) = (head.as_object_mut(), body) {
+        head.extend(body);
+    }
+    head
+}
