@@ -36,6 +36,7 @@ async fn readyz(State(app): State<App>) -> Response {
             "status": "ready",
             "orders": app.core.store().order_count(),
             "last_event_seq": app.core.events().last_seq(),
+            "streams": app.streams.count(),
         }))
         .into_response(),
     )
