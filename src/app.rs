@@ -127,6 +127,7 @@ impl App {
             .with_state(self.clone())
             // gRPC is more routes on the same router: `/polyport.orders.v1.Orders/GetOrder`, ...
             .merge(protocols::grpc::routes(self))
+            .merge(protocols::graphql::routes(self))
             .fallback(protocols::rest::route_not_found)
             // Bodies over the configured size are refused with 413 while being read.
             .layer(DefaultBodyLimit::max(self.config.server.body_limit_bytes))

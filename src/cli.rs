@@ -28,6 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (in memory, with demo data unless --no-demo-data).
     Serve(ServeArgs),
+    /// Print the GraphQL schema (SDL), as checked in at schema.graphql.
+    GraphqlSchema,
 }
 
 /// `polyport serve` flags.
@@ -79,6 +81,10 @@ pub fn main() -> ExitCode {
     init_logging();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::GraphqlSchema => {
+            print!("{}", crate::protocols::graphql::sdl());
+            ExitCode::SUCCESS
+        }
     }
 }
 

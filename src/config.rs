@@ -31,6 +31,33 @@ pub struct Config {
     pub grpc: GrpcConfig,
     /// Server push: SSE, WebSocket, long polling.
     pub push: PushConfig,
+    /// GraphQL.
+    pub graphql: GraphqlConfig,
+}
+
+/// `[graphql]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GraphqlConfig {
+    /// Deepest query accepted.
+    pub max_depth: usize,
+    /// Costliest query accepted (list sizes multiply their children).
+    pub max_complexity: usize,
+    /// Whether `__schema` / `__type` introspection is answered.
+    pub introspection: bool,
+    /// How many persisted queries (APQ) are remembered.
+    pub persisted_queries: usize,
+}
+
+impl Default for GraphqlConfig {
+    fn default() -> Self {
+        Self {
+            max_depth: 10,
+            max_complexity: 5_000,
+            introspection: true,
+            persisted_queries: 1_024,
+        }
+    }
 }
 
 /// `[push]`

@@ -154,6 +154,8 @@ pub struct Core {
     store: Arc<dyn Store>,
     events: Arc<dyn EventLog>,
     cursors: CursorCodec,
+    /// Customer and product reads, single or batched: how tests prove there is no N+1.
+    lookups: std::sync::atomic::AtomicU64,
 }
 
 impl Core {
@@ -163,7 +165,70 @@ impl Core {
             store,
             events,
             cursors,
+            lookups: Default::default(),
         }
+    }
+
+    /// How many customer or product reads (one per single read, one per batch) have been made.
+    pub fn lookups(&self) -> u64 {
+        self.lookups.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count_lookup(&self) {
+        self.lookups
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The customers with these ids, in one lookup (ids that name nothing are left out).
+    pub fn customers_by_ids(&self, ids: &[CustomerId]) -> Vec<Customer> {
+        self.count_lookup();
+        ids.iter()
+            .filter_map(|id| self.store.customer(*id))
+            .collect()
+    }
+
+    /// The products with these ids, in one lookup (ids that name nothing are left out).
+    pub fn products_by_ids(&self, ids: &[ProductId]) -> Vec<Product> {
+        self.count_lookup();
+        ids.iter()
+            .filter_map(|id| self.store.product(*id))
+            .collect()
+    }
+
+    /// The key of `order` in a list sorted by `sort`, to build a cursor pointing at it.
+    pub fn order_key(&self, order: &Order, sort: &super::pagination::SortSpec) -> RowKey {
+        RowKey {
+            values: sort
+                .terms()
+                .iter()
+                .map(|term| order_sort_value(order, term.field))
+                .collect(),
+            id: order.id.0,
+        }
+    }
+
+    /// The key of `product` in a list sorted by `sort`.
+    pub fn product_key(&self, product: &Product, sort: &super::pagination::SortSpec) -> RowKey {
+        RowKey {
+            values: sort
+                .terms()
+                .iter()
+                .map(|term| product_sort_value(product, term.field))
+                .collect(),
+            id: product.id.0,
+        }
+    }
+
+    /// How many orders match `filter` (a full scan, as `SELECT count(*)` without an index).
+    pub fn count_orders(&self, filter: &OrderFilter) -> usize {
+        let mut n = 0;
+        self.store.scan_orders(None, &mut |order| {
+            if filter.matches(order) {
+                n += 1;
+            }
+            ControlFlow::Continue(())
+        });
+        n
     }
 
     /// The event log every streaming protocol reads.
@@ -185,6 +250,7 @@ impl Core {
 
     /// One product.
     pub fn product(&self, id: ProductId) -> DomainResult<Product> {
+        self.count_lookup();
         self.store
             .product(id)
             .ok_or_else(|| DomainError::not_found(ProductId::RESOURCE, id))
@@ -204,6 +270,7 @@ impl Core {
 
     /// One customer.
     pub fn customer(&self, id: CustomerId) -> DomainResult<Customer> {
+        self.count_lookup();
         self.store
             .customer(id)
             .ok_or_else(|| DomainError::not_found(CustomerId::RESOURCE, id))

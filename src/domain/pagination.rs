@@ -88,6 +88,38 @@ impl SortSpec {
         Ok(Self { terms })
     }
 
+    /// The opposite order, for paging backwards (`last`/`before`): every term flipped, and the
+    /// id tie-breaker made explicit and descending.
+    pub fn reversed(&self) -> Self {
+        let mut terms: Vec<SortTerm> = self
+            .terms
+            .iter()
+            .map(|t| SortTerm {
+                field: t.field,
+                descending: !t.descending,
+            })
+            .collect();
+        match terms.last_mut() {
+            // Already ends with an explicit id term: flipping it was enough.
+            Some(last) if last.field == "id" => {}
+            _ => terms.push(SortTerm {
+                field: "id",
+                descending: true,
+            }),
+        }
+        // Reversing "-id" gives "id", the implicit default.
+        if matches!(
+            terms.as_slice(),
+            [SortTerm {
+                field: "id",
+                descending: false
+            }]
+        ) {
+            terms.clear();
+        }
+        Self { terms }
+    }
+
     /// The terms, without the implicit id tie-breaker.
     pub fn terms(&self) -> &[SortTerm] {
         &self.terms
@@ -388,6 +420,39 @@ mod tests {
         for bad in ["colour", "", "created_at,-created_at", "--id"] {
             let err = SortSpec::parse(bad, SORTABLE).unwrap_err();
             assert_eq!(err.field, "sort", "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_reversed_sort_orders_rows_exactly_backwards() {
+        let data = [(5, 1), (3, 2), (5, 3), (1, 4)];
+        for spec in ["", "-total_cents", "total_cents", "-id"] {
+            let sort = if spec.is_empty() {
+                SortSpec::by_id()
+            } else {
+                SortSpec::parse(spec, SORTABLE).unwrap()
+            };
+            let key = |sort: &SortSpec, (v, id): (i64, u64)| RowKey {
+                values: sort
+                    .terms()
+                    .iter()
+                    .map(|t| SortValue::Int(if t.field == "id" { id as i64 } else { v }))
+                    .collect(),
+                id,
+            };
+            let reversed = sort.reversed();
+            let mut forward: Vec<u64> = data.iter().map(|d| d.1).collect();
+            forward.sort_by(|a, b| {
+                let find = |id: &u64| *data.iter().find(|d| d.1 == *id).unwrap();
+                sort.compare(&key(&sort, find(a)), &key(&sort, find(b)))
+            });
+            let mut backward: Vec<u64> = data.iter().map(|d| d.1).collect();
+            backward.sort_by(|a, b| {
+                let find = |id: &u64| *data.iter().find(|d| d.1 == *id).unwrap();
+                reversed.compare(&key(&reversed, find(a)), &key(&reversed, find(b)))
+            });
+            backward.reverse();
+            assert_eq!(forward, backward, "{spec}");
         }
     }
 

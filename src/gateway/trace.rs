@@ -113,11 +113,13 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
     response
 }
 
+/// True when a protocol already wrote its own error body (a problem, a GraphQL response):
+/// only bare or plain-text error responses are turned into problems.
 fn is_problem(response: &Response) -> bool {
     response
         .headers()
         .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"))
+        .is_some_and(|v| !v.as_bytes().starts_with(b"text/plain"))
 }
 
 /// The RFC 9457 body for `error`. `instance` and `trace_id` are left out when not given (e.g.

@@ -2,6 +2,7 @@
 //!
 //! An adapter owns its wire types and converts by hand; it holds no order rules.
 
+pub mod graphql;
 pub mod grpc;
 pub mod health;
 pub mod push;

@@ -1,0 +1,47 @@
+//! DataLoaders: batch the customer and product look-ups of one request.
+//!
+//! Every `customer` or `product` field resolved while executing a request asks its loader; the
+//! loader waits a moment, collects the ids asked for, and makes one core look-up for all of them.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use async_graphql::dataloader::Loader;
+
+use crate::domain::Core;
+use crate::domain::model::{Customer, CustomerId, Product, ProductId};
+
+/// Loads customers by id, in batches.
+pub struct CustomerLoader(pub Arc<Core>);
+
+impl Loader<CustomerId> for CustomerLoader {
+    type Value = Customer;
+    type Error = Infallible;
+
+    async fn load(&self, ids: &[CustomerId]) -> Result<HashMap<CustomerId, Customer>, Infallible> {
+        Ok(self
+            .0
+            .customers_by_ids(ids)
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect())
+    }
+}
+
+/// Loads products by id, in batches.
+pub struct ProductLoader(pub Arc<Core>);
+
+impl Loader<ProductId> for ProductLoader {
+    type Value = Product;
+    type Error = Infallible;
+
+    async fn load(&self, ids: &[ProductId]) -> Result<HashMap<ProductId, Product>, Infallible> {
+        Ok(self
+            .0
+            .products_by_ids(ids)
+            .into_iter()
+            .map(|p| (p.id, p))
+            .collect())
+    }
+}

@@ -1,0 +1,255 @@
+//! The GraphQL adapter (async-graphql): `POST /graphql` and `GET /graphql` following the
+//! GraphQL-over-HTTP specification, GraphiQL in a browser at `GET /graphql`, and subscriptions
+//! over WebSocket at `/graphql/ws` (both `graphql-transport-ws` and the legacy `graphql-ws`).
+//!
+//! Protections: a maximum depth and complexity (list arguments multiply their children's cost)
+//! reject an expensive query before it runs; introspection can be switched off; Automatic
+//! Persisted Queries let clients send a hash instead of the query text. The SDL is checked in
+//! as `schema.graphql` at the repository root (`polyport graphql-schema` prints it; a test
+//! fails when the two differ).
+
+pub mod loaders;
+pub mod query;
+pub mod types;
+
+use async_graphql::Schema;
+use async_graphql::dataloader::DataLoader;
+use async_graphql::extensions::apollo_persisted_queries::{
+    ApolloPersistedQueries, LruCacheStorage,
+};
+use async_graphql::http::GraphiQLSource;
+use async_graphql_axum::rejection::GraphQLRejection;
+use async_graphql_axum::{GraphQLRequest, GraphQLSubscription};
+use axum::Router;
+use axum::extract::State;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use http::header::{ACCEPT, ALLOW, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+use crate::app::App;
+use crate::config::GraphqlConfig;
+use crate::gateway::ApiError;
+use crate::gateway::error::kind;
+use crate::gateway::trace::TraceId;
+use loaders::{CustomerLoader, ProductLoader};
+use query::{IdempotencyHeader, MutationRoot, QueryRoot, SubscriptionRoot};
+
+/// The schema type.
+pub type PolyportSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+
+/// The GraphQL-over-HTTP media type.
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+/// Builds the schema with the configured limits; `app` is available to every resolver.
+pub fn schema(app: Option<App>, config: &GraphqlConfig) -> PolyportSchema {
+    let mut builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+        .limit_depth(config.max_depth)
+        .limit_complexity(config.max_complexity)
+        .extension(ApolloPersistedQueries::new(LruCacheStorage::new(
+            config.persisted_queries,
+        )));
+    if !config.introspection {
+        builder = builder.disable_introspection();
+    }
+    if let Some(app) = app {
+        builder = builder.data(app);
+    }
+    builder.finish()
+}
+
+/// The SDL of the schema, as checked in at `schema.graphql`.
+pub fn sdl() -> String {
+    schema(None, &GraphqlConfig::default()).sdl()
+}
+
+#[derive(Clone)]
+struct GraphqlState {
+    app: App,
+    schema: PolyportSchema,
+}
+
+/// `/graphql` and `/graphql/ws`.
+pub fn routes(app: &App) -> Router {
+    let schema = schema(Some(app.clone()), &app.config.graphql);
+    Router::new()
+        .route("/graphql", get(get_graphql).post(post_graphql))
+        .route_service("/graphql/ws", GraphQLSubscription::new(schema.clone()))
+        .with_state(GraphqlState {
+            app: app.clone(),
+            schema,
+        })
+}
+
+/// A request that is not a GraphQL request at all (no query, bad JSON, wrong content type).
+impl From<GraphQLRejection> for ApiError {
+    fn from(rejection: GraphQLRejection) -> Self {
+        use async_graphql::ParseRequestError as E;
+        match rejection.0 {
+            E::PayloadTooLarge => {
+                ApiError::new(&kind::PAYLOAD_TOO_LARGE, "the request body is too large")
+            }
+            E::InvalidRequest(e) => {
+                ApiError::new(&kind::MALFORMED_BODY, format!("not a GraphQL request: {e}"))
+            }
+            other => ApiError::from(crate::domain::FieldViolation::new(
+                "query",
+                format!(
+                    "not a GraphQL request ({other}); send {{\"query\": ...}} as JSON, or GET /graphql?query=..."
+                ),
+            )),
+        }
+    }
+}
+
+/// Which media type to answer in, from `Accept` (GraphQL-over-HTTP): the new
+/// `application/graphql-response+json` when asked for, `application/json` for clients that ask
+/// for JSON (or send no Accept), 406 otherwise.
+fn negotiate(headers: &HeaderMap) -> Result<&'static str, ApiError> {
+    let accepted: Vec<String> = headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .collect();
+    if accepted.is_empty() {
+        return Ok("application/json");
+    }
+    for media in &accepted {
+        match media.as_str() {
+            GRAPHQL_RESPONSE => return Ok(GRAPHQL_RESPONSE),
+            "application/json" | "application/*" | "*/*" => return Ok("application/json"),
+            _ => {}
+        }
+    }
+    Err(ApiError::new(
+        &kind::NOT_ACCEPTABLE,
+        "GraphQL answers application/graphql-response+json or application/json",
+    ))
+}
+
+async fn get_graphql(
+    State(state): State<GraphqlState>,
+    headers: HeaderMap,
+    uri: http::Uri,
+    trace_id: axum::Extension<TraceId>,
+    request: Result<GraphQLRequest, GraphQLRejection>,
+) -> Result<Response, ApiError> {
+    let wants_html = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if wants_html && uri.query().is_none() {
+        let page = GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .title("polyport GraphQL")
+            .finish();
+        return Ok(Html(page).into_response());
+    }
+    execute(state, &headers, Method::GET, trace_id.0, request?).await
+}
+
+async fn post_graphql(
+    State(state): State<GraphqlState>,
+    headers: HeaderMap,
+    trace_id: axum::Extension<TraceId>,
+    request: Result<GraphQLRequest, GraphQLRejection>,
+) -> Result<Response, ApiError> {
+    execute(state, &headers, Method::POST, trace_id.0, request?).await
+}
+
+async fn execute(
+    state: GraphqlState,
+    headers: &HeaderMap,
+    method: Method,
+    trace_id: TraceId,
+    request: GraphQLRequest,
+) -> Result<Response, ApiError> {
+    let media = negotiate(headers)?;
+    let mut request = request.into_inner();
+    if method == Method::GET && !is_query(&request) {
+        // GET must be safe: mutations (and subscriptions) only over POST.
+        let mut response = ApiError::new(
+            &kind::METHOD_NOT_ALLOWED,
+            "only queries may be sent with GET; send mutations with POST",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST"));
+        return Ok(response);
+    }
+    let core = state.app.core.clone();
+    request = request
+        .data(DataLoader::new(CustomerLoader(core.clone()), tokio::spawn))
+        .data(DataLoader::new(ProductLoader(core), tokio::spawn))
+        .data(IdempotencyHeader(
+            headers
+                .get("idempotency-key")
+                .map(|v| v.to_str().unwrap_or_default().to_owned()),
+        ))
+        .data(trace_id.clone());
+    let trace = trace_id;
+    let mut response = state.schema.execute(request).await;
+    // A request error (it did not parse or validate, or was over a limit) has no data. The new
+    // media type says so with 400; plain application/json keeps 200 for older clients. A
+    // persisted-query miss stays 200: clients retry with the query text on that error.
+    let request_error = response.data == async_graphql::Value::Null && !response.errors.is_empty();
+    let apq_miss = response
+        .errors
+        .iter()
+        .any(|e| e.message == "PersistedQueryNotFound");
+    // Errors from async-graphql itself (syntax, validation, limits) get a code and the trace id
+    // too, as resolver errors do from the one table.
+    for error in &mut response.errors {
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            let code = if error.message == "PersistedQueryNotFound" {
+                "PERSISTED_QUERY_NOT_FOUND"
+            } else {
+                "GRAPHQL_VALIDATION_FAILED"
+            };
+            extensions.set("code", code);
+            extensions.set("trace_id", trace.as_str());
+        }
+    }
+    let status = if media == GRAPHQL_RESPONSE && request_error && !apq_miss {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let body = serde_json::to_vec(&response)
+        .map_err(|e| ApiError::from(crate::domain::DomainError::Internal(e.to_string())))?;
+    let mut http = (status, body).into_response();
+    http.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(media));
+    Ok(http)
+}
+
+/// True when the operation to run is a query (or the document cannot be parsed: execution
+/// reports that properly).
+fn is_query(request: &async_graphql::Request) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return true;
+    };
+    let ty = match (&document.operations, &request.operation_name) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(ops), Some(name)) => {
+            ops.get(name.as_str()).map(|op| op.node.ty)
+        }
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| op.node.ty)
+        }
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    ty.is_none_or(|ty| ty == OperationType::Query)
+}

@@ -1,0 +1,639 @@
+//! The root types: queries, mutations and the subscription, each a thin call into the core.
+
+use async_graphql::{
+    Context, ErrorExtensions, ID, InputObject, Object, SimpleObject, Subscription,
+};
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::types::{
+    EventsMissed, ItemGql, OrderConnection, OrderEdge, OrderEventGql, OrderFeedItem,
+    OrderFilterInput, OrderGql, OrderOrder, PageInfo, ProductConnection, ProductEdge, ProductGql,
+    SortDirection, StatusGql,
+};
+use crate::app::App;
+use crate::domain::core::{ORDER_SORT_FIELDS, customer_ref};
+use crate::domain::feed::{self, EventFilter, FeedItem};
+use crate::domain::model::{CustomerId, Order, OrderId, ProductId};
+use crate::domain::pagination::{Limit, PageRequest, Position, RowKey, SortSpec, SortValue};
+use crate::domain::{
+    DomainError, Expect, FieldViolation, NewItem, NewOrder, OrderChanges, OrderFilter,
+};
+use crate::gateway::ApiError;
+use crate::gateway::idempotency::Outcome;
+use crate::gateway::trace::TraceId;
+
+/// The `Idempotency-Key` header of the HTTP request, handed to mutations.
+#[derive(Debug, Clone, Default)]
+pub struct IdempotencyHeader(pub Option<String>);
+
+/// The largest `first`/`last`.
+const MAX_PAGE: i32 = 100;
+
+/// An error from the one table, as a GraphQL error: `extensions.code` is the table's GraphQL
+/// code, with the problem `type`, the HTTP `status` REST would give, field `errors` and the
+/// request's `trace_id`.
+pub fn gql_error(ctx: &Context<'_>, error: impl Into<ApiError>) -> async_graphql::Error {
+    let error: ApiError = error.into();
+    let trace_id = ctx.data_opt::<TraceId>().map(|t| t.to_string());
+    async_graphql::Error::new(error.detail.clone()).extend_with(|_, ext| {
+        ext.set("code", error.kind.graphql);
+        ext.set("type", error.kind.type_uri());
+        ext.set("status", error.kind.status.as_u16());
+        if let Some(trace_id) = &trace_id {
+            ext.set("trace_id", trace_id.as_str());
+        }
+        if !error.violations.is_empty() {
+            let list: Vec<async_graphql::Value> = error
+                .violations
+                .iter()
+                .map(|v| {
+                    let mut map = async_graphql::indexmap::IndexMap::new();
+                    map.insert(async_graphql::Name::new("field"), v.field.clone().into());
+                    map.insert(
+                        async_graphql::Name::new("message"),
+                        v.message.clone().into(),
+                    );
+                    async_graphql::Value::Object(map)
+                })
+                .collect();
+            ext.set("errors", list);
+        }
+    })
+}
+
+fn app<'a>(ctx: &Context<'a>) -> &'a App {
+    ctx.data_unchecked::<App>()
+}
+
+fn sort_spec(order_by: Option<Vec<OrderOrder>>) -> Result<SortSpec, FieldViolation> {
+    let Some(order_by) = order_by.filter(|o| !o.is_empty()) else {
+        return Ok(SortSpec::by_id());
+    };
+    let spec: Vec<String> = order_by
+        .iter()
+        .map(|o| {
+            let sign = if o.direction == SortDirection::Desc {
+                "-"
+            } else {
+                ""
+            };
+            format!("{sign}{}", o.field.name())
+        })
+        .collect();
+    SortSpec::parse(&spec.join(","), ORDER_SORT_FIELDS)
+        .map_err(|v| FieldViolation::new("orderBy", v.message))
+}
+
+/// The key of a row under `target`, from its key under `forward` (the same row; `target` is
+/// `forward` reversed, which may add an explicit id term).
+fn rekey(key: RowKey, target: &SortSpec) -> RowKey {
+    let mut values = key.values;
+    values.truncate(target.terms().len());
+    while values.len() < target.terms().len() {
+        values.push(SortValue::Int(key.id as i64));
+    }
+    RowKey { values, id: key.id }
+}
+
+/// A Relay page of orders: `first`/`after` forwards, `last`/`before` backwards.
+pub fn order_connection(
+    ctx: &Context<'_>,
+    first: Option<i32>,
+    after: Option<String>,
+    last: Option<i32>,
+    before: Option<String>,
+    filter: Option<OrderFilterInput>,
+    order_by: Option<Vec<OrderOrder>>,
+) -> async_graphql::Result<OrderConnection> {
+    let app = app(ctx);
+    let core = &app.core;
+    let mut violations = Vec::new();
+    if first.is_some() && last.is_some() {
+        violations.push(FieldViolation::new("last", "give first or last, not both"));
+    }
+    for (name, n) in [("first", first), ("last", last)] {
+        if n.is_some_and(|n| !(1..=MAX_PAGE).contains(&n)) {
+            violations.push(FieldViolation::new(
+                name,
+                format!("must be from 1 to {MAX_PAGE}"),
+            ));
+        }
+    }
+    let forward = sort_spec(order_by).unwrap_or_else(|v| {
+        violations.push(v);
+        SortSpec::by_id()
+    });
+    let mut domain_filter = OrderFilter::default();
+    let mut matches_nothing = false;
+    if let Some(filter) = filter {
+        domain_filter.status = filter.status.map(Into::into);
+        if let Some(id) = filter.customer_id {
+            match CustomerId::parse(&id) {
+                Ok(id) => domain_filter.customer_id = Some(id),
+                Err(_) => matches_nothing = true,
+            }
+        }
+    }
+    let backwards = last.is_some() || (before.is_some() && first.is_none());
+    let sort = if backwards {
+        forward.reversed()
+    } else {
+        forward.clone()
+    };
+    let cursor = if backwards {
+        before.as_ref()
+    } else {
+        after.as_ref()
+    };
+    let position = match cursor {
+        Some(cursor) => match core.cursors().decode("orders", cursor, &forward) {
+            Ok(key) => Position::After(rekey(key, &sort)),
+            Err(e) => {
+                let mut v = e.violation();
+                v.field = if backwards { "before" } else { "after" }.to_owned();
+                violations.push(v);
+                Position::Start
+            }
+        },
+        None => Position::Start,
+    };
+    if !violations.is_empty() {
+        return Err(gql_error(ctx, DomainError::Invalid(violations)));
+    }
+    let limit = Limit::new(
+        first
+            .or(last)
+            .unwrap_or(app.config.pagination.default_limit as i32) as usize,
+    );
+    let mut page = if matches_nothing {
+        crate::domain::pagination::Page {
+            rows: Vec::new(),
+            next: None,
+        }
+    } else {
+        core.list_orders(
+            &domain_filter,
+            &PageRequest {
+                sort,
+                position,
+                limit,
+            },
+        )
+    };
+    let more = page.has_more();
+    if backwards {
+        page.rows.reverse();
+    }
+    let edges: Vec<OrderEdge> = page
+        .rows
+        .into_iter()
+        .map(|order| OrderEdge {
+            cursor: core
+                .cursors()
+                .encode("orders", &forward, &core.order_key(&order, &forward)),
+            node: OrderGql(order),
+        })
+        .collect();
+    let page_info = PageInfo {
+        has_next_page: if backwards { before.is_some() } else { more },
+        has_previous_page: if backwards { more } else { after.is_some() },
+        start_cursor: edges.first().map(|e| e.cursor.clone()),
+        end_cursor: edges.last().map(|e| e.cursor.clone()),
+    };
+    Ok(OrderConnection {
+        edges,
+        page_info,
+        filter: domain_filter,
+    })
+}
+
+/// Queries.
+pub struct QueryRoot;
+
+#[Object]
+impl QueryRoot {
+    /// One order; null (with a NOT_FOUND error) when there is none.
+    async fn order(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<OrderGql>> {
+        OrderId::parse(&id)
+            .and_then(|id| app(ctx).core.order(id))
+            .map(|o| Some(OrderGql(o)))
+            .map_err(|e| gql_error(ctx, e))
+    }
+
+    /// Orders as a Relay connection.
+    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity")]
+    #[allow(clippy::too_many_arguments)]
+    async fn orders(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        filter: Option<OrderFilterInput>,
+        order_by: Option<Vec<OrderOrder>>,
+    ) -> async_graphql::Result<OrderConnection> {
+        order_connection(ctx, first, after, last, before, filter, order_by)
+    }
+
+    /// One customer.
+    async fn customer(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<super::types::CustomerGql>> {
+        CustomerId::parse(&id)
+            .and_then(|id| app(ctx).core.customer(id))
+            .map(|c| Some(super::types::CustomerGql(c)))
+            .map_err(|e| gql_error(ctx, e))
+    }
+
+    /// One product.
+    async fn product(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<ProductGql>> {
+        ProductId::parse(&id)
+            .and_then(|id| app(ctx).core.product(id))
+            .map(|p| Some(ProductGql(p)))
+            .map_err(|e| gql_error(ctx, e))
+    }
+
+    /// Products as a Relay connection, in id order.
+    #[graphql(complexity = "first.unwrap_or(20).max(1) as usize * child_complexity")]
+    async fn products(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<ProductConnection> {
+        let core = &app(ctx).core;
+        let sort = SortSpec::by_id();
+        let n = first.unwrap_or(20);
+        if !(1..=MAX_PAGE).contains(&n) {
+            return Err(gql_error(
+                ctx,
+                DomainError::invalid("first", format!("must be from 1 to {MAX_PAGE}")),
+            ));
+        }
+        let position = match &after {
+            Some(cursor) => Position::After(
+                core.cursors()
+                    .decode("products", cursor, &sort)
+                    .map_err(|e| {
+                        let mut v = e.violation();
+                        v.field = "after".into();
+                        gql_error(ctx, DomainError::Invalid(vec![v]))
+                    })?,
+            ),
+            None => Position::Start,
+        };
+        let page = core.list_products(&PageRequest {
+            sort: sort.clone(),
+            position,
+            limit: Limit::new(n as usize),
+        });
+        let more = page.has_more();
+        let edges: Vec<ProductEdge> = page
+            .rows
+            .into_iter()
+            .map(|p| ProductEdge {
+                cursor: core
+                    .cursors()
+                    .encode("products", &sort, &core.product_key(&p, &sort)),
+                node: ProductGql(p),
+            })
+            .collect();
+        Ok(ProductConnection {
+            page_info: PageInfo {
+                has_next_page: more,
+                has_previous_page: after.is_some(),
+                start_cursor: edges.first().map(|e| e.cursor.clone()),
+                end_cursor: edges.last().map(|e| e.cursor.clone()),
+            },
+            edges,
+            total_count: core.store().products().len(),
+        })
+    }
+}
+
+/// One line of a new order.
+#[derive(InputObject)]
+pub struct NewItemInput {
+    /// An existing product.
+    pub product_id: ID,
+    /// 1 to 1000.
+    pub quantity: i32,
+}
+
+/// `createOrder` input.
+#[derive(InputObject)]
+pub struct CreateOrderInput {
+    /// An existing customer.
+    pub customer_id: ID,
+    /// 1 to 100 items.
+    pub items: Vec<NewItemInput>,
+}
+
+/// `updateOrder` input: fields left out stay as they are.
+#[derive(InputObject)]
+pub struct UpdateOrderInput {
+    /// The order.
+    pub id: ID,
+    /// A new customer (only while pending).
+    pub customer_id: Option<ID>,
+    /// A new status, following the life cycle.
+    pub status: Option<StatusGql>,
+    /// New items replacing the current ones (only while pending).
+    pub items: Option<Vec<NewItemInput>>,
+    /// Apply only at this version (REST: If-Match).
+    pub expected_version: Option<u64>,
+}
+
+/// `cancelOrder` input.
+#[derive(InputObject)]
+pub struct CancelOrderInput {
+    /// The order.
+    pub id: ID,
+    /// Why.
+    pub reason: Option<String>,
+    /// Apply only at this version.
+    pub expected_version: Option<u64>,
+}
+
+/// `addItem` input.
+#[derive(InputObject)]
+pub struct AddItemInput {
+    /// The order.
+    pub order_id: ID,
+    /// An existing product.
+    pub product_id: ID,
+    /// 1 to 1000.
+    pub quantity: i32,
+    /// Apply only at this version.
+    pub expected_version: Option<u64>,
+}
+
+/// `deleteOrder` input.
+#[derive(InputObject)]
+pub struct DeleteOrderInput {
+    /// The order.
+    pub id: ID,
+    /// Apply only at this version.
+    pub expected_version: Option<u64>,
+}
+
+/// The result of an order mutation.
+#[derive(SimpleObject)]
+pub struct OrderPayload {
+    /// The order after the change.
+    pub order: OrderGql,
+}
+
+/// The result of `addItem`.
+#[derive(SimpleObject)]
+pub struct AddItemPayload {
+    /// The order after the change.
+    pub order: OrderGql,
+    /// The new item.
+    pub item: ItemGql,
+}
+
+/// The result of `deleteOrder`.
+#[derive(SimpleObject)]
+pub struct DeleteOrderPayload {
+    /// The deleted order's id.
+    pub deleted_id: ID,
+}
+
+fn expect(version: Option<u64>) -> Expect {
+    version.map_or(Expect::Any, |v| Expect::OneOf(vec![v]))
+}
+
+fn items(items: &[NewItemInput], violations: &mut Vec<FieldViolation>) -> Vec<NewItem> {
+    NewItem::parse_all(
+        items
+            .iter()
+            .map(|i| (i.product_id.as_str(), i64::from(i.quantity))),
+        violations,
+    )
+    .into_iter()
+    .collect()
+}
+
+fn recorded_order(recorded: crate::gateway::idempotency::Recorded) -> Result<Order, ApiError> {
+    match recorded {
+        Ok(Outcome::Order(order)) => Ok(order),
+        Ok(_) => Err(DomainError::Internal("unexpected idempotent outcome".into()).into()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Mutations. Each takes one input object and returns a payload. The request's
+/// `Idempotency-Key` header applies (same keys as REST and gRPC); send one mutation per request
+/// when you use it.
+pub struct MutationRoot;
+
+#[Object]
+impl MutationRoot {
+    /// Creates a pending order.
+    async fn create_order(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateOrderInput,
+    ) -> async_graphql::Result<OrderPayload> {
+        let app = app(ctx);
+        let run = || -> Result<Order, ApiError> {
+            let command = NewOrder::parse(
+                input.customer_id.as_str(),
+                input
+                    .items
+                    .iter()
+                    .map(|i| (i.product_id.as_str(), i64::from(i.quantity))),
+            )
+            .map_err(ApiError::invalid)?;
+            let key = ctx
+                .data_opt::<IdempotencyHeader>()
+                .and_then(|k| k.0.as_deref());
+            let executed = app.idempotency.execute(key, "create_order", &command, || {
+                app.core.create_order(command.clone()).map(Outcome::Order)
+            })?;
+            recorded_order(executed.recorded)
+        };
+        run()
+            .map(|o| OrderPayload { order: OrderGql(o) })
+            .map_err(|e| gql_error(ctx, e))
+    }
+
+    /// Changes the fields given.
+    async fn update_order(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateOrderInput,
+    ) -> async_graphql::Result<OrderPayload> {
+        let app = app(ctx);
+        let run = || -> Result<Order, ApiError> {
+            let id = OrderId::parse(&input.id)?;
+            let mut violations = Vec::new();
+            let changes = OrderChanges {
+                customer_id: input.customer_id.as_ref().and_then(|c| {
+                    customer_ref(c, "customer_id")
+                        .map_err(|v| violations.push(v))
+                        .ok()
+                }),
+                status: input.status.map(Into::into),
+                items: input.items.as_ref().map(|i| items(i, &mut violations)),
+            };
+            if !violations.is_empty() {
+                return Err(ApiError::invalid(violations));
+            }
+            let expect = expect(input.expected_version);
+            let key = ctx
+                .data_opt::<IdempotencyHeader>()
+                .and_then(|k| k.0.as_deref());
+            // The same operation and command as REST's PATCH: one key works on both.
+            let command = (id, &changes, &expect);
+            let executed = app.idempotency.execute(key, "update_order", &command, || {
+                app.core
+                    .update_order(id, changes.clone(), &expect)
+                    .map(Outcome::Order)
+            })?;
+            recorded_order(executed.recorded)
+        };
+        run()
+            .map(|o| OrderPayload { order: OrderGql(o) })
+            .map_err(|e| gql_error(ctx, e))
+    }
+
+    /// Cancels a pending or paid order.
+    async fn cancel_order(
+        &self,
+        ctx: &Context<'_>,
+        input: CancelOrderInput,
+    ) -> async_graphql::Result<OrderPayload> {
+        let app = app(ctx);
+        let run = || -> Result<Order, ApiError> {
+            let id = OrderId::parse(&input.id)?;
+            let expect = expect(input.expected_version);
+            let key = ctx
+                .data_opt::<IdempotencyHeader>()
+                .and_then(|k| k.0.as_deref());
+            let command = (id, &input.reason, &expect);
+            let executed = app.idempotency.execute(key, "cancel_order", &command, || {
+                app.core
+                    .cancel_order(id, input.reason.clone(), &expect)
+                    .map(Outcome::Order)
+            })?;
+            recorded_order(executed.recorded)
+        };
+        run()
+            .map(|o| OrderPayload { order: OrderGql(o) })
+            .map_err(|e| gql_error(ctx, e))
+    }
+
+    /// Adds an item to a pending order.
+    async fn add_item(
+        &self,
+        ctx: &Context<'_>,
+        input: AddItemInput,
+    ) -> async_graphql::Result<AddItemPayload> {
+        let app = app(ctx);
+        let run = || -> Result<AddItemPayload, ApiError> {
+            let id = OrderId::parse(&input.order_id)?;
+            let item = NewItem::parse(&input.product_id, i64::from(input.quantity))
+                .map_err(ApiError::invalid)?;
+            let expect = expect(input.expected_version);
+            let key = ctx
+                .data_opt::<IdempotencyHeader>()
+                .and_then(|k| k.0.as_deref());
+            let command = (id, &item, &expect);
+            let executed = app.idempotency.execute(key, "add_item", &command, || {
+                app.core
+                    .add_item(id, item.clone(), &expect)
+                    .map(|(order, item_id)| Outcome::ItemAdded(order, item_id))
+            })?;
+            match executed.recorded {
+                Ok(Outcome::ItemAdded(order, item_id)) => {
+                    let item = order
+                        .item(item_id)
+                        .cloned()
+                        .ok_or_else(|| DomainError::Internal("added item missing".into()))?;
+                    Ok(AddItemPayload {
+                        order: OrderGql(order),
+                        item: ItemGql(item),
+                    })
+                }
+                Ok(_) => Err(DomainError::Internal("unexpected idempotent outcome".into()).into()),
+                Err(error) => Err(error.into()),
+            }
+        };
+        run().map_err(|e| gql_error(ctx, e))
+    }
+
+    /// Deletes an order.
+    async fn delete_order(
+        &self,
+        ctx: &Context<'_>,
+        input: DeleteOrderInput,
+    ) -> async_graphql::Result<DeleteOrderPayload> {
+        let app = app(ctx);
+        OrderId::parse(&input.id)
+            .and_then(|id| app.core.delete_order(id, &expect(input.expected_version)))
+            .map(|o| DeleteOrderPayload {
+                deleted_id: ID(o.id.to_string()),
+            })
+            .map_err(|e| gql_error(ctx, e))
+    }
+}
+
+/// Subscriptions (over WebSocket at /graphql/ws).
+pub struct SubscriptionRoot;
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// Order events from the log: live, or replayed after `afterSeq` first. A gap (a seq older
+    /// than the log keeps) arrives as an `EventsMissed` item.
+    async fn order_events(
+        &self,
+        ctx: &Context<'_>,
+        order_id: Option<ID>,
+        types: Option<Vec<String>>,
+        after_seq: Option<u64>,
+    ) -> async_graphql::Result<impl Stream<Item = OrderFeedItem> + use<>> {
+        let app = app(ctx).clone();
+        let filter = EventFilter::parse(
+            types.iter().flatten().map(String::as_str),
+            order_id.as_ref().map_or("", |id| id.as_str()),
+            "",
+            "types",
+        )
+        .map_err(|v| gql_error(ctx, DomainError::Invalid(v)))?;
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let _streaming = app.streams.enter();
+            let follow = feed::follow(app.core.events(), after_seq, &filter, |item| {
+                let item = match item {
+                    FeedItem::Event(event) => OrderFeedItem::Event(OrderEventGql(event)),
+                    FeedItem::Missed {
+                        requested_after,
+                        resumed_after,
+                    } => OrderFeedItem::Missed(EventsMissed {
+                        requested_after,
+                        resumed_after,
+                    }),
+                };
+                let tx = &tx;
+                async move { tx.send(item).await.is_ok() }
+            });
+            tokio::select! {
+                () = follow => {}
+                () = tx.closed() => {}
+                () = app.drained() => {}
+            }
+        });
+        Ok(ReceiverStream::new(rx))
+    }
+}
