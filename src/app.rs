@@ -57,6 +57,17 @@ impl ActiveStreams {
         StreamGuard(Arc::clone(self))
     }
 
+    /// Marks a stream as started unless `max` are already in progress (atomically: two
+    /// connections arriving together cannot both take the last place).
+    pub fn try_enter(self: &Arc<Self>, max: usize) -> Option<StreamGuard> {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| StreamGuard(Arc::clone(self)))
+    }
+
     /// How many streams are in progress.
     pub fn count(&self) -> usize {
         self.0.load(Ordering::Relaxed)

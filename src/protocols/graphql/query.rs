@@ -611,10 +611,13 @@ impl SubscriptionRoot {
             "types",
         )
         .map_err(|v| gql_error(ctx, DomainError::Invalid(v)))?;
+        let streaming = crate::protocols::push::admit(&app).map_err(|e| gql_error(ctx, e))?;
+        // "From now on" is fixed when the subscription starts, not when the task gets to run.
+        let after = after_seq.or(Some(app.core.events().last_seq()));
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
-            let _streaming = app.streams.enter();
-            let follow = feed::follow(app.core.events(), after_seq, &filter, |item| {
+            let _streaming = streaming;
+            let follow = feed::follow(app.core.events(), after, &filter, |item| {
                 let item = match item {
                     FeedItem::Event(event) => OrderFeedItem::Event(OrderEventGql(event)),
                     FeedItem::Missed {

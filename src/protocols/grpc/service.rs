@@ -36,6 +36,11 @@ pub struct OrdersService {
 }
 
 impl OrdersService {
+    /// Takes a stream place (`push.max_streams` covers every protocol's streams).
+    fn admit(&self, cx: &CallContext) -> Result<crate::app::StreamGuard, Status> {
+        crate::protocols::push::admit(&self.app).map_err(|e| cx.fail(e))
+    }
+
     /// A service over `app`.
     pub fn new(app: App) -> Self {
         Self { app }
@@ -417,10 +422,11 @@ impl pb::orders_server::Orders for OrdersService {
             message.limit as usize
         };
 
+        let streaming = self.admit(&cx)?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let app = self.app.clone();
         tokio::spawn(async move {
-            let _streaming = app.streams.enter();
+            let _streaming = streaming;
             let produce = async {
                 if matches_nothing {
                     return;
@@ -462,11 +468,16 @@ impl pb::orders_server::Orders for OrdersService {
         let cx = CallContext::of(&request)?;
         let message = request.into_inner();
         let filter = watch::filter(&message).map_err(|e| cx.fail(e))?;
+        let streaming = self.admit(&cx)?;
+        // "From now on" is fixed when the call is answered, not when the task gets to run.
+        let after = message
+            .after_seq
+            .or(Some(self.app.core.events().last_seq()));
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let app = self.app.clone();
         tokio::spawn(async move {
-            let _streaming = app.streams.enter();
-            let follow = watch::follow(&app, message.after_seq, &filter, |item| {
+            let _streaming = streaming;
+            let follow = watch::follow(&app, after, &filter, |item| {
                 let tx = &tx;
                 async move {
                     let kind = match item {
@@ -536,10 +547,11 @@ impl pb::orders_server::Orders for OrdersService {
     ) -> Result<Response<Self::OrderSessionStream>, Status> {
         let cx = CallContext::of(&request)?;
         let mut inbound = request.into_inner();
+        let streaming = self.admit(&cx)?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let service = self.clone();
         tokio::spawn(async move {
-            let _streaming = service.app.streams.enter();
+            let _streaming = streaming;
             let mut watcher: Option<tokio::task::JoinHandle<()>> = None;
             let session = async {
                 // Commands until the client half-closes; a subscribed session keeps streaming

@@ -20,7 +20,7 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::app::App;
+use crate::app::{App, StreamGuard};
 use crate::domain::events::{Change, Event};
 use crate::domain::feed::EventFilter;
 use crate::domain::{DomainError, FieldViolation};
@@ -61,18 +61,20 @@ pub fn missed_json(requested_after: u64, resumed_after: u64) -> Value {
     json!({ "requested_after": requested_after, "resumed_after": resumed_after })
 }
 
-/// Refuses a new stream when the configured maximum is reached (503, retry later).
-pub fn admit(app: &App) -> Result<(), ApiError> {
-    if app.streams.count() >= app.config.push.max_streams {
-        return Err(ApiError::new(
-            &kind::UNAVAILABLE,
-            format!(
-                "the server holds its maximum of {} streams; retry later",
-                app.config.push.max_streams
-            ),
-        ));
-    }
-    Ok(())
+/// Takes a place for a new stream, or refuses it when the configured maximum is reached (503,
+/// retry later). The stream holds the guard for as long as it runs.
+pub fn admit(app: &App) -> Result<StreamGuard, ApiError> {
+    app.streams
+        .try_enter(app.config.push.max_streams)
+        .ok_or_else(|| {
+            ApiError::new(
+                &kind::UNAVAILABLE,
+                format!(
+                    "the server holds its maximum of {} streams; retry later",
+                    app.config.push.max_streams
+                ),
+            )
+        })
 }
 
 /// Parses the filter parameters shared by the push endpoints.

@@ -58,8 +58,7 @@ pub async fn poll(
         params.get("order_id").map_or("", String::as_str),
         params.get("customer_id").map_or("", String::as_str),
     )?;
-    admit(&app)?;
-    let _streaming = app.streams.enter();
+    let _streaming = admit(&app)?;
     let deadline = tokio::time::Instant::now() + timeout;
 
     let log = app.core.events();

@@ -88,7 +88,10 @@ fn stream(
             .map(|raw| seq(raw, "last_event_id"))
             .transpose()?,
     };
-    admit(&app)?;
+    let streaming = admit(&app)?;
+    // "From now on" is fixed before the first frame goes out, so an event written right after
+    // the client sees that frame is never lost.
+    let after = after.or_else(|| Some(app.core.events().last_seq()));
 
     let (tx, rx) = mpsc::channel::<Result<SseEvent, Infallible>>(BUFFER);
     let retry = app.config.push.sse_retry;
@@ -96,7 +99,7 @@ fn stream(
         .interval(app.config.push.sse_keepalive)
         .text("ping");
     tokio::spawn(async move {
-        let _streaming = app.streams.enter();
+        let _streaming = streaming;
         let hello = SseEvent::default()
             .retry(retry)
             .comment("polyport event stream");

@@ -35,15 +35,16 @@ use axum::Extension;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{admit, event_json, missed_json};
-use crate::app::App;
+use crate::app::{App, StreamGuard};
 use crate::domain::feed::{self, EventFilter, FeedItem};
 use crate::domain::model::OrderId;
 use crate::domain::{FieldViolation, NewOrder};
@@ -65,12 +66,12 @@ pub async fn upgrade(
     Extension(trace_id): Extension<TraceId>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    admit(&app)?;
+    let streaming = admit(&app)?;
     let max = app.config.push.ws_max_message_bytes;
     Ok(upgrade
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| Session::new(app, trace_id).run(socket)))
+        .on_upgrade(move |socket| Session::run(app, trace_id, streaming, socket)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,41 +124,72 @@ struct FilterV1 {
 struct Session {
     app: App,
     trace_id: TraceId,
-    /// Events for this client; bounded, so a slow client overflows instead of growing it.
-    queue_tx: mpsc::Sender<Value>,
-    queue_rx: mpsc::Receiver<Value>,
+    /// Everything this client is sent goes through this bounded queue to the writer task; a
+    /// client that reads too slowly fills it and is closed, instead of growing it or blocking us.
+    out_tx: mpsc::Sender<Message>,
     /// A follower that found the queue full reports its subscription here.
     overflow_tx: mpsc::Sender<String>,
-    overflow_rx: mpsc::Receiver<String>,
     subscriptions: HashMap<String, JoinHandle<()>>,
 }
 
+/// How long a closing session waits for its Close frame to go out and the client's to come back.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Session {
-    fn new(app: App, trace_id: TraceId) -> Self {
-        let (queue_tx, queue_rx) = mpsc::channel(app.config.push.ws_queue);
-        let (overflow_tx, overflow_rx) = mpsc::channel(1);
-        Self {
+    async fn run(app: App, trace_id: TraceId, streaming: StreamGuard, socket: WebSocket) {
+        let _streaming = streaming;
+        let push = app.config.push.clone();
+        let (mut sink, mut stream) = socket.split();
+        let (out_tx, mut out_rx) = mpsc::channel::<Message>(push.ws_queue);
+        let (overflow_tx, mut overflow_rx) = mpsc::channel::<String>(1);
+        let (close_tx, close_rx) = oneshot::channel::<Message>();
+
+        // The writer: the only task that waits on the client's socket. When the client stops
+        // reading, only it waits; the session still sees the overflow and ends.
+        let mut writer = tokio::spawn(async move {
+            let mut close_rx = close_rx;
+            loop {
+                tokio::select! {
+                    biased;
+                    close = &mut close_rx => {
+                        if let Ok(frame) = close {
+                            let _ = sink.send(frame).await;
+                        }
+                        return;
+                    }
+                    message = out_rx.recv() => match message {
+                        Some(message) => {
+                            if sink.send(message).await.is_err() {
+                                return;
+                            }
+                        }
+                        None => return,
+                    },
+                }
+            }
+        });
+
+        let mut session = Session {
             app,
             trace_id,
-            queue_tx,
-            queue_rx,
+            out_tx,
             overflow_tx,
-            overflow_rx,
             subscriptions: HashMap::new(),
-        }
-    }
-
-    async fn run(mut self, mut socket: WebSocket) {
-        let _streaming = self.app.streams.enter();
-        let push = self.app.config.push.clone();
+        };
         let mut ping = tokio::time::interval_at(
             Instant::now() + push.ws_ping_interval,
             push.ws_ping_interval,
         );
         let mut last_heard = Instant::now();
+        let slow = || {
+            Some((
+                CLOSE_SLOW_CONSUMER,
+                format!("slow consumer: more than {} messages waited", push.ws_queue),
+            ))
+        };
         let close = loop {
             tokio::select! {
-                received = socket.recv() => match received {
+                received = stream.next() => match received {
                     None | Some(Ok(Message::Close(_))) => break None,
                     Some(Err(error)) => {
                         let text = error.to_string();
@@ -170,50 +202,58 @@ impl Session {
                     Some(Ok(message)) => {
                         last_heard = Instant::now();
                         let reply = match message {
-                            Message::Text(text) => Some(self.command(text.as_str())),
-                            Message::Binary(_) => Some(self.error(None, &FieldViolation::new(
+                            Message::Text(text) => Some(session.command(text.as_str())),
+                            Message::Binary(_) => Some(session.error(None, &FieldViolation::new(
                                 "message", "binary frames are not supported; send JSON text").into())),
                             Message::Ping(_) | Message::Pong(_) | Message::Close(_) => None,
                         };
                         if let Some(reply) = reply
-                            && socket.send(Message::Text(reply.to_string().into())).await.is_err()
+                            && session.out_tx.try_send(Message::Text(reply.to_string().into())).is_err()
                         {
-                            break None;
+                            break slow();
                         }
                     }
                 },
-                Some(message) = self.queue_rx.recv() => {
-                    if socket.send(Message::Text(message.to_string().into())).await.is_err() {
-                        break None;
-                    }
-                }
-                Some(subscription) = self.overflow_rx.recv() => {
-                    break Some((CLOSE_SLOW_CONSUMER, format!(
-                        "slow consumer: more than {} messages waited (subscription {subscription})",
-                        push.ws_queue
-                    )));
+                Some(subscription) = overflow_rx.recv() => {
+                    tracing::info!(%subscription, "closing a slow WebSocket consumer");
+                    break slow();
                 }
                 _ = ping.tick() => {
                     if last_heard.elapsed() >= push.ws_idle_timeout {
                         break Some((CLOSE_IDLE, "no answer to pings".to_owned()));
                     }
-                    if socket.send(Message::Ping(Default::default())).await.is_err() {
-                        break None;
+                    if session.out_tx.try_send(Message::Ping(Default::default())).is_err() {
+                        break slow();
                     }
                 }
-                () = self.app.drained() => break Some((1001, "server shutting down".to_owned())),
+                // The writer ended by itself: the client is gone.
+                _ = &mut writer => break None,
+                () = session.app.drained() => break Some((1001, "server shutting down".to_owned())),
             }
         };
-        for (_, follower) in self.subscriptions.drain() {
+        for (_, follower) in session.subscriptions.drain() {
             follower.abort();
         }
         if let Some((code, reason)) = close {
-            let frame = CloseFrame {
+            // Close cleanly when the socket takes it: send our Close frame ahead of anything
+            // queued, then wait (briefly) for the client's. A client whose socket is full gets
+            // the connection dropped after the grace period instead.
+            let frame = Message::Close(Some(CloseFrame {
                 code,
                 reason: reason.into(),
-            };
-            let _ = socket.send(Message::Close(Some(frame))).await;
+            }));
+            let _ = close_tx.send(frame);
+            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                let _ = (&mut writer).await;
+                while let Some(Ok(message)) = stream.next().await {
+                    if matches!(message, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
         }
+        writer.abort();
     }
 
     /// Handles one text message; returns the reply to send.
@@ -320,7 +360,7 @@ impl Session {
         filter: EventFilter,
     ) -> JoinHandle<()> {
         let log = std::sync::Arc::clone(self.app.core.events());
-        let queue = self.queue_tx.clone();
+        let queue = self.out_tx.clone();
         let overflow = self.overflow_tx.clone();
         tokio::spawn(async move {
             feed::follow(&log, after, &filter, |item| {
@@ -332,7 +372,7 @@ impl Session {
                     } => ("reset", missed_json(requested_after, resumed_after)),
                 };
                 let message = tagged(json!({ "op": op, "subscription": subscription }), body);
-                let open = match queue.try_send(message) {
+                let open = match queue.try_send(Message::Text(message.to_string().into())) {
                     Ok(()) => true,
                     Err(TrySendError::Full(_)) => {
                         let _ = overflow.try_send(subscription.clone());
