@@ -51,12 +51,6 @@ pub struct ActiveStreams(AtomicUsize);
 pub struct StreamGuard(Arc<ActiveStreams>);
 
 impl ActiveStreams {
-    /// Marks a stream as started until the guard is dropped.
-    pub fn enter(self: &Arc<Self>) -> StreamGuard {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        StreamGuard(Arc::clone(self))
-    }
-
     /// Marks a stream as started unless `max` are already in progress (atomically: two
     /// connections arriving together cannot both take the last place).
     pub fn try_enter(self: &Arc<Self>, max: usize) -> Option<StreamGuard> {
