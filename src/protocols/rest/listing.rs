@@ -20,6 +20,8 @@ use serde_json::{Map, Value};
 use crate::domain::FieldViolation;
 use crate::domain::pagination::{CursorCodec, Limit, Page, PageRequest, Position, SortSpec};
 use crate::gateway::ApiError;
+use crate::protocols::rest::{Caching, JsonResponse};
+use axum::response::{IntoResponse, Response};
 
 /// What one collection supports.
 pub struct ListSpec {
@@ -200,17 +202,19 @@ pub fn sparse(mut object: Map<String, Value>, params: &ListParams) -> Value {
     Value::Object(object)
 }
 
-/// The list envelope for `page`, whose rows are already rendered.
-pub fn envelope<T>(
+/// The list response for `page`: the envelope
+/// `{"data": [...], "next_cursor": ..., "has_more": ...}` with each row rendered by `row`.
+pub fn respond<T>(
     page: &Page<T>,
-    data: Vec<Value>,
     params: &ListParams,
     cursors: &CursorCodec,
-) -> Value {
-    let list = params.list;
-    serde_json::json!({
-        "data": data,
-        "next_cursor": page.next.as_ref().map(|key| cursors.encode(list, &params.page.sort, key)),
+    caching: Caching,
+    row: impl FnMut(&T) -> Value,
+) -> Response {
+    let body = serde_json::json!({
+        "data": page.rows.iter().map(row).collect::<Vec<_>>(),
+        "next_cursor": page.next.as_ref().map(|key| cursors.encode(params.list, &params.page.sort, key)),
         "has_more": page.has_more(),
-    })
+    });
+    JsonResponse::ok(&body).caching(caching).into_response()
 }

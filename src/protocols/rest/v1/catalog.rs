@@ -28,15 +28,13 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let params = listing::parse(query, &PRODUCTS, app.page_limits(), app.core.cursors())?;
     let page = app.core.list_products(&params.page);
-    let data: Vec<Value> = page
-        .rows
-        .iter()
-        .map(|p| listing::sparse(to_object(&ProductV1::from(p)), &params))
-        .collect();
-    let body = listing::envelope(&page, data, &params, app.core.cursors());
-    Ok(JsonResponse::ok(&body)
-        .caching(Caching::Public)
-        .into_response())
+    Ok(listing::respond(
+        &page,
+        &params,
+        app.core.cursors(),
+        Caching::Public,
+        |p| listing::sparse(to_object(&ProductV1::from(p)), &params),
+    ))
 }
 
 /// `GET /v1/products/{id}`

@@ -3,7 +3,6 @@
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
-use serde_json::Value;
 
 use super::catalog::to_object;
 use super::dto::{CustomerV1, NewCustomerV1};
@@ -35,15 +34,13 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let params = listing::parse(query, &CUSTOMERS, app.page_limits(), app.core.cursors())?;
     let page = app.core.list_customers(&params.page);
-    let data: Vec<Value> = page
-        .rows
-        .iter()
-        .map(|c| listing::sparse(to_object(&CustomerV1::from(c)), &params))
-        .collect();
-    let body = listing::envelope(&page, data, &params, app.core.cursors());
-    Ok(JsonResponse::ok(&body)
-        .caching(Caching::Private)
-        .into_response())
+    Ok(listing::respond(
+        &page,
+        &params,
+        app.core.cursors(),
+        Caching::Private,
+        |c| listing::sparse(to_object(&CustomerV1::from(c)), &params),
+    ))
 }
 
 /// `POST /v1/customers` -> 201; a taken email -> 409.

@@ -124,15 +124,13 @@ pub fn list_filtered(
         app.core.list_orders(&filter, &params.page)
     };
     let mut customers = HashMap::new();
-    let data: Vec<Value> = page
-        .rows
-        .iter()
-        .map(|order| order_row(app, order, &params, &mut customers))
-        .collect();
-    let body = listing::envelope(&page, data, &params, app.core.cursors());
-    Ok(JsonResponse::ok(&body)
-        .caching(Caching::Private)
-        .into_response())
+    Ok(listing::respond(
+        &page,
+        &params,
+        app.core.cursors(),
+        Caching::Private,
+        |order| order_row(app, order, &params, &mut customers),
+    ))
 }
 
 /// One order in a list: items only with `include=items`, the customer with `include=customer`.
@@ -307,15 +305,13 @@ pub async fn list_items(
     let id = order_id(&id)?;
     let params = listing::parse(query, &ITEMS, app.page_limits(), app.core.cursors())?;
     let page = app.core.list_items(id, &params.page)?;
-    let data: Vec<Value> = page
-        .rows
-        .iter()
-        .map(|item| listing::sparse(to_object(&ItemV1::from(item)), &params))
-        .collect();
-    let body = listing::envelope(&page, data, &params, app.core.cursors());
-    Ok(JsonResponse::ok(&body)
-        .caching(Caching::Private)
-        .into_response())
+    Ok(listing::respond(
+        &page,
+        &params,
+        app.core.cursors(),
+        Caching::Private,
+        |item| listing::sparse(to_object(&ItemV1::from(item)), &params),
+    ))
 }
 
 /// `POST /v1/orders/{id}/items` -> 201 + Location; `If-Match`, `Idempotency-Key`.
