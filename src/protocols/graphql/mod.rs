@@ -8,6 +8,7 @@
 //! as `schema.graphql` at the repository root (`polyport graphql-schema` prints it; a test
 //! fails when the two differ).
 
+pub mod guard;
 pub mod loaders;
 pub mod query;
 pub mod types;
@@ -52,6 +53,9 @@ pub fn schema(app: Option<App>, config: &GraphqlConfig) -> PolyportSchema {
     if !config.introspection {
         builder = builder.disable_introspection();
     }
+    builder = builder.extension(guard::RequestGuard {
+        introspection: config.introspection,
+    });
     if let Some(app) = app {
         builder = builder.data(app);
     }
@@ -175,17 +179,9 @@ async fn execute(
 ) -> Result<Response, ApiError> {
     let media = negotiate(headers)?;
     let mut request = request.into_inner();
-    if method == Method::GET && !is_query(&request) {
-        // GET must be safe: mutations (and subscriptions) only over POST.
-        let mut response = ApiError::new(
-            &kind::METHOD_NOT_ALLOWED,
-            "only queries may be sent with GET; send mutations with POST",
-        )
-        .into_response();
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("POST"));
-        return Ok(response);
+    if method == Method::GET {
+        // Checked by the guard extension once the document is known, persisted or not.
+        request = request.data(guard::ViaGet);
     }
     let core = state.app.core.clone();
     request = request
@@ -199,10 +195,26 @@ async fn execute(
         .data(trace_id.clone());
     let trace = trace_id;
     let mut response = state.schema.execute(request).await;
-    // A request error (it did not parse or validate, or was over a limit) has no data. The new
-    // media type says so with 400; plain application/json keeps 200 for older clients. A
-    // persisted-query miss stays 200: clients retry with the query text on that error.
-    let request_error = response.data == async_graphql::Value::Null && !response.errors.is_empty();
+    if response
+        .errors
+        .iter()
+        .any(|e| e.message == guard::GET_MUTATION)
+    {
+        // GET must be safe: mutations (and subscriptions) only over POST.
+        let mut refused =
+            ApiError::new(&kind::METHOD_NOT_ALLOWED, guard::GET_MUTATION).into_response();
+        refused
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST"));
+        return Ok(refused);
+    }
+    // A request error (it did not parse or validate, or was over a limit) never ran, so its
+    // errors have no path and the response has no data entry. The new media type says so with
+    // 400; plain application/json keeps 200 for older clients. A persisted-query miss stays
+    // 200: clients retry with the query text on that error. Errors from resolvers have a path:
+    // the request ran, and that is a 200 whatever the data.
+    let request_error =
+        !response.errors.is_empty() && response.errors.iter().all(|e| e.path.is_empty());
     let apq_miss = response
         .errors
         .iter()
@@ -226,30 +238,13 @@ async fn execute(
     } else {
         StatusCode::OK
     };
-    let body = serde_json::to_vec(&response)
+    let mut body = serde_json::to_value(&response)
         .map_err(|e| ApiError::from(crate::domain::DomainError::Internal(e.to_string())))?;
-    let mut http = (status, body).into_response();
+    if request_error && let Some(object) = body.as_object_mut() {
+        object.shift_remove("data");
+    }
+    let mut http = (status, body.to_string()).into_response();
     http.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(media));
     Ok(http)
-}
-
-/// True when the operation to run is a query (or the document cannot be parsed: execution
-/// reports that properly).
-fn is_query(request: &async_graphql::Request) -> bool {
-    use async_graphql::parser::types::{DocumentOperations, OperationType};
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
-        return true;
-    };
-    let ty = match (&document.operations, &request.operation_name) {
-        (DocumentOperations::Single(op), _) => Some(op.node.ty),
-        (DocumentOperations::Multiple(ops), Some(name)) => {
-            ops.get(name.as_str()).map(|op| op.node.ty)
-        }
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            ops.values().next().map(|op| op.node.ty)
-        }
-        (DocumentOperations::Multiple(_), None) => None,
-    };
-    ty.is_none_or(|ty| ty == OperationType::Query)
 }

@@ -63,6 +63,20 @@ pub fn gql_error(ctx: &Context<'_>, error: impl Into<ApiError>) -> async_graphql
     })
 }
 
+/// A nullable field that failed: the field is null in `data` and the error is listed beside it
+/// (async-graphql would otherwise leave the field out of `data` altogether).
+fn nullable<T>(ctx: &Context<'_>, result: Result<T, DomainError>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(error) => {
+            ctx.add_error(
+                ctx.set_error_path(gql_error(ctx, error).into_server_error(ctx.item.pos)),
+            );
+            None
+        }
+    }
+}
+
 fn app<'a>(ctx: &Context<'a>) -> &'a App {
     ctx.data_unchecked::<App>()
 }
@@ -205,7 +219,7 @@ pub fn order_connection(
     Ok(OrderConnection {
         edges,
         page_info,
-        filter: domain_filter,
+        filter: (!matches_nothing).then_some(domain_filter),
     })
 }
 
@@ -215,11 +229,9 @@ pub struct QueryRoot;
 #[Object]
 impl QueryRoot {
     /// One order; null (with a NOT_FOUND error) when there is none.
-    async fn order(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<OrderGql>> {
-        OrderId::parse(&id)
-            .and_then(|id| app(ctx).core.order(id))
-            .map(|o| Some(OrderGql(o)))
-            .map_err(|e| gql_error(ctx, e))
+    async fn order(&self, ctx: &Context<'_>, id: ID) -> Option<OrderGql> {
+        let order = OrderId::parse(&id).and_then(|id| app(ctx).core.order(id));
+        nullable(ctx, order.map(OrderGql))
     }
 
     /// Orders as a Relay connection.
