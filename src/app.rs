@@ -37,6 +37,8 @@ pub struct App {
     /// Streaming calls in progress (every protocol's), for readiness and for tests that check
     /// a cancelled stream really stops.
     pub streams: Arc<ActiveStreams>,
+    /// Webhook endpoints, deliveries and received messages.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
     /// The gRPC health status (`grpc.health.v1.Health`), turned NOT_SERVING at shutdown.
     pub health: tonic_health::server::HealthReporter,
     draining: Arc<tokio::sync::watch::Sender<bool>>,
@@ -96,6 +98,7 @@ impl App {
         Self {
             core: Arc::new(Core::new(store, events, CursorCodec::new(&secret))),
             idempotency: Arc::new(Idempotency::new(config.idempotency.ttl)),
+            webhooks: Arc::new(crate::webhooks::Webhooks::new(config.webhooks.clone())),
             config: Arc::new(config),
             streams: Arc::default(),
             health: tonic_health::server::HealthReporter::new(),
@@ -171,8 +174,18 @@ impl App {
             }
         };
         let grace = self.config.server.shutdown_grace;
+        // Webhook deliveries run beside the server and drain with it.
+        let webhooks = tokio::spawn({
+            let app = self.clone();
+            let log = Arc::clone(self.core.events());
+            async move {
+                let drained = app.drained();
+                Arc::clone(&app.webhooks).run(log, drained, grace).await;
+            }
+        });
         let result = serve::serve(listener, self.router(), shutdown, grace).await;
         sweeper.abort();
+        let _ = webhooks.await;
         result
     }
 }

@@ -33,6 +33,82 @@ pub struct Config {
     pub push: PushConfig,
     /// GraphQL.
     pub graphql: GraphqlConfig,
+    /// Webhooks, sent and received.
+    pub webhooks: WebhooksConfig,
+}
+
+/// `[webhooks]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Delay before each attempt: the first entry is the first attempt.
+    #[serde(deserialize_with = "durations")]
+    pub retry_schedule: Vec<Duration>,
+    /// How long one delivery request may take.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Consecutive failed attempts after which an endpoint is disabled.
+    pub disable_after_failures: u32,
+    /// Hosts the SSRF guard lets through although they are not public.
+    pub allow_hosts: Vec<String>,
+    /// How long a rotated-out secret keeps signing beside the new one.
+    #[serde(deserialize_with = "duration")]
+    pub secret_rotation_grace: Duration,
+    /// Deliveries sent at once.
+    pub max_concurrent_deliveries: usize,
+    /// Receiving.
+    pub inbound: InboundConfig,
+}
+
+/// `[webhooks.inbound]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InboundConfig {
+    /// How far a message's timestamp may be from now.
+    #[serde(deserialize_with = "duration")]
+    pub tolerance: Duration,
+    /// Source name -> its secrets (`whsec_...`; several while rotating).
+    pub sources: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// The secret of the `demo` inbound source in the default configuration: for loopback demos
+/// only. Replace it in any real deployment.
+pub const DEMO_INBOUND_SECRET: &str = "whsec_cG9seXBvcnQtZGVtby1pbmJvdW5kLXNlY3JldA==";
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        let m = |n: u64| Duration::from_secs(60 * n);
+        Self {
+            retry_schedule: vec![
+                Duration::ZERO,
+                Duration::from_secs(5),
+                m(5),
+                m(30),
+                m(120),
+                m(300),
+                m(600),
+                m(600),
+            ],
+            request_timeout: Duration::from_secs(15),
+            disable_after_failures: 20,
+            allow_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            secret_rotation_grace: Duration::from_secs(24 * 60 * 60),
+            max_concurrent_deliveries: 16,
+            inbound: InboundConfig::default(),
+        }
+    }
+}
+
+impl Default for InboundConfig {
+    fn default() -> Self {
+        Self {
+            tolerance: Duration::from_secs(5 * 60),
+            sources: std::collections::BTreeMap::from([(
+                "demo".to_owned(),
+                vec![DEMO_INBOUND_SECRET.to_owned()],
+            )]),
+        }
+    }
 }
 
 /// `[graphql]`
@@ -283,6 +359,21 @@ impl Config {
                 "server.body_limit_bytes must be positive".into(),
             ));
         }
+        if self.webhooks.retry_schedule.is_empty() {
+            return Err(ConfigError::Invalid(
+                "webhooks.retry_schedule needs at least one entry (the first attempt)".into(),
+            ));
+        }
+        for (name, secrets) in &self.webhooks.inbound.sources {
+            if secrets
+                .iter()
+                .any(|s| crate::webhooks::signing::Secret::parse(s).is_none())
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "webhooks.inbound.sources.{name}: secrets are whsec_ + base64 of at least 16 bytes"
+                )));
+            }
+        }
         let push = &self.push;
         if push.ws_queue == 0 || push.long_poll_max_events == 0 || push.max_streams == 0 {
             return Err(ConfigError::Invalid(
@@ -302,6 +393,17 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn durations<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Duration>, D::Error> {
+    Vec::<String>::deserialize(deserializer)?
+        .iter()
+        .map(|text| {
+            humantime::parse_duration(text).map_err(|e| {
+                serde::de::Error::custom(format!("'{text}' is not a duration like \"5s\": {e}"))
+            })
+        })
+        .collect()
 }
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {

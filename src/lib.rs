@@ -15,3 +15,4 @@ pub mod config;
 pub mod domain;
 pub mod gateway;
 pub mod protocols;
+pub mod webhooks;

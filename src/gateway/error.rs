@@ -25,6 +25,8 @@ pub enum GrpcCode {
     ResourceExhausted = 8,
     /// The system is not in a state that allows the operation.
     FailedPrecondition = 9,
+    /// No valid credentials (or signature).
+    Unauthenticated = 16,
     /// A concurrency conflict; the client may retry after re-reading.
     Aborted = 10,
     /// The method does not exist.
@@ -44,6 +46,7 @@ impl GrpcCode {
             Self::AlreadyExists => "ALREADY_EXISTS",
             Self::ResourceExhausted => "RESOURCE_EXHAUSTED",
             Self::FailedPrecondition => "FAILED_PRECONDITION",
+            Self::Unauthenticated => "UNAUTHENTICATED",
             Self::Aborted => "ABORTED",
             Self::Unimplemented => "UNIMPLEMENTED",
             Self::Internal => "INTERNAL",
@@ -114,6 +117,9 @@ pub mod kind {
         METHOD_NOT_ALLOWED = "method-not-allowed", METHOD_NOT_ALLOWED, Unimplemented, "METHOD_NOT_ALLOWED",
             "Method not allowed",
             "The path exists but not with this method; the Allow header lists the methods it takes.";
+        UNAUTHENTICATED = "unauthenticated", UNAUTHORIZED, Unauthenticated, "UNAUTHENTICATED",
+            "Not authenticated",
+            "The request lacks valid credentials; for inbound webhooks, a valid webhook-signature.";
         ILLEGAL_TRANSITION = "illegal-transition", CONFLICT, FailedPrecondition, "ILLEGAL_TRANSITION",
             "Illegal status transition",
             "The order's status cannot move that way (pending -> paid -> shipped -> delivered; cancelled only from pending or paid).";

@@ -15,12 +15,17 @@
 //! GET    /v1/orders/{id}/cancellation       read the cancellation
 //! GET    /v1/customers, POST /v1/customers, GET /v1/customers/{id}, GET /v1/customers/{id}/orders
 //! GET    /v1/products, GET /v1/products/{id}
+//! POST   /v1/webhook-endpoints, GET/PATCH/DELETE /v1/webhook-endpoints/{id},
+//!        POST .../{id}/rotate-secret, POST .../{id}/test, GET .../{id}/deliveries
+//! GET    /v1/webhook-deliveries/{id}, POST /v1/webhook-deliveries/{id}/retry
+//! POST   /v1/webhooks/inbound/{source}, GET /v1/webhooks/inbound
 //! ```
 
 pub mod catalog;
 pub mod customers;
 pub mod dto;
 pub mod orders;
+pub mod webhooks;
 
 use axum::Router;
 use axum::routing::get;
@@ -54,4 +59,36 @@ pub fn routes() -> Router<App> {
         .route("/customers/{id}/orders", get(customers::orders))
         .route("/products", get(catalog::list))
         .route("/products/{id}", get(catalog::read))
+        .route(
+            "/webhook-endpoints",
+            get(webhooks::list_endpoints).post(webhooks::create_endpoint),
+        )
+        .route(
+            "/webhook-endpoints/{id}",
+            get(webhooks::read_endpoint)
+                .patch(webhooks::update_endpoint)
+                .delete(webhooks::delete_endpoint),
+        )
+        .route(
+            "/webhook-endpoints/{id}/rotate-secret",
+            axum::routing::post(webhooks::rotate_secret),
+        )
+        .route(
+            "/webhook-endpoints/{id}/test",
+            axum::routing::post(webhooks::test_endpoint),
+        )
+        .route(
+            "/webhook-endpoints/{id}/deliveries",
+            get(webhooks::list_deliveries),
+        )
+        .route("/webhook-deliveries/{id}", get(webhooks::read_delivery))
+        .route(
+            "/webhook-deliveries/{id}/retry",
+            axum::routing::post(webhooks::retry_delivery),
+        )
+        .route("/webhooks/inbound", get(webhooks::list_inbound))
+        .route(
+            "/webhooks/inbound/{source}",
+            axum::routing::post(webhooks::receive),
+        )
 }
