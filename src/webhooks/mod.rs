@@ -387,10 +387,14 @@ impl Webhooks {
             }
             None => {}
         }
-        Ok(endpoint.clone())
+        let endpoint = endpoint.clone();
+        if changes.enabled == Some(false) {
+            fail_pending(&mut state, id, "the endpoint was disabled", None);
+        }
+        Ok(endpoint)
     }
 
-    /// Removes an endpoint; its pending deliveries fail.
+    /// Removes an endpoint; its pending deliveries fail at once.
     pub fn delete_endpoint(&self, id: &str) -> Result<(), ApiError> {
         let n = endpoint_number(id)?;
         let mut state = self.state();
@@ -398,6 +402,7 @@ impl Webhooks {
             .endpoints
             .remove(&n)
             .ok_or_else(|| ApiError::from(DomainError::not_found("webhook endpoint", id)))?;
+        fail_pending(&mut state, id, "the endpoint was deleted", None);
         Ok(())
     }
 
@@ -546,10 +551,15 @@ impl Webhooks {
             tokio::select! {
                 () = sleep => {
                     let Some((at, id)) = next else { continue };
+                    // Wait for a free slot before taking the delivery off the queue, and keep
+                    // listening for shutdown meanwhile: slow receivers must not hold it up.
+                    let permit = tokio::select! {
+                        permit = Arc::clone(&limit).acquire_owned() => permit.expect("never closed"),
+                        () = &mut shutdown => break,
+                    };
                     if !self.state().due.remove(&(at, id.clone())) {
                         continue;
                     }
-                    let permit = Arc::clone(&limit).acquire_owned().await.expect("never closed");
                     let this = Arc::clone(&self);
                     attempts.spawn(async move {
                         this.attempt(&id).await;
@@ -638,8 +648,8 @@ impl Webhooks {
                 return;
             }
             Ok((410, _)) => {
-                self.disable(&endpoint.id, "the endpoint answered 410 Gone");
                 self.record(id, &endpoint.id, attempt(Some(410), None), Verdict::Failed);
+                self.disable(&endpoint.id, "the endpoint answered 410 Gone");
                 return;
             }
             Ok((status, retry_after)) => (
@@ -692,14 +702,16 @@ impl Webhooks {
     }
 
     fn disable(&self, endpoint_id: &str, reason: &str) {
+        let mut state = self.state();
         if let Ok(n) = endpoint_number(endpoint_id)
-            && let Some(endpoint) = self.state().endpoints.get_mut(&n)
+            && let Some(endpoint) = state.endpoints.get_mut(&n)
         {
             tracing::warn!(endpoint = endpoint_id, reason, "webhook endpoint disabled");
             endpoint.status = EndpointStatus::Disabled {
                 reason: reason.to_owned(),
                 at: SystemTime::now(),
             };
+            fail_pending(&mut state, endpoint_id, "the endpoint was disabled", None);
         }
     }
 
@@ -757,6 +769,12 @@ impl Webhooks {
                         disabled = true;
                     }
                 }
+                if disabled {
+                    fail_pending(state, endpoint_id, "the endpoint was disabled", Some(id));
+                }
+                let Some(delivery) = state.deliveries.get_mut(id) else {
+                    return;
+                };
                 let tried = delivery.attempts.len();
                 let next = self.config.retry_schedule.get(tried).copied();
                 match next {
@@ -879,6 +897,30 @@ impl Webhooks {
     /// Received messages, newest first.
     pub fn inbound(&self) -> Vec<InboundMessage> {
         self.state().inbound.iter().rev().cloned().collect()
+    }
+}
+
+/// Fails every pending delivery to `endpoint_id` (but `except`) now, because the endpoint was
+/// deleted or disabled, taking them off the queue. Each gets a last log entry saying why.
+fn fail_pending(state: &mut State, endpoint_id: &str, reason: &str, except: Option<&str>) {
+    let State {
+        deliveries, due, ..
+    } = state;
+    for delivery in deliveries.values_mut() {
+        if delivery.endpoint_id == endpoint_id
+            && delivery.state == DeliveryState::Pending
+            && except != Some(delivery.id.as_str())
+        {
+            delivery.state = DeliveryState::Failed;
+            delivery.next_attempt_at = None;
+            delivery.attempts.push(Attempt {
+                at: SystemTime::now(),
+                status: None,
+                error: Some(reason.to_owned()),
+                latency: Duration::ZERO,
+            });
+            due.retain(|(_, id)| id != &delivery.id);
+        }
     }
 }
 
