@@ -206,7 +206,7 @@ impl EventLog for MemoryEventLog {
         };
         let replay: Vec<_> = ring.after(after).cloned().collect();
         let oldest = ring.events.front().map_or(ring.next_seq, |e| e.seq);
-        let missed = (after + 1 < oldest).then_some(Missed {
+        let missed = (after.saturating_add(1) < oldest).then_some(Missed {
             requested_after: after,
             oldest_retained: oldest,
         });

@@ -12,8 +12,9 @@
 //! - same key, different request -> refused (HTTP 422);
 //! - keys expire after a TTL (24 h by default).
 //!
-//! A request that fails validation (in the adapter or in the core) is not recorded: it changed
-//! nothing, and the client may fix it and retry with the same key.
+//! A refused request (invalid, not found, a stale version, an illegal transition) is not
+//! recorded: it changed nothing, and the client may fix it and retry with the same key. Only
+//! outcomes that changed something are replayed.
 //!
 //! Simplification: keys are global. Once authentication exists they are scoped per principal,
 //! so one client cannot replay another's response.
@@ -26,7 +27,7 @@ use dashmap::mapref::entry::Entry as MapEntry;
 use sha2::{Digest, Sha256};
 
 use crate::domain::model::{Customer, ItemId, Order};
-use crate::domain::{DomainError, DomainResult, FieldViolation};
+use crate::domain::{DomainResult, FieldViolation};
 use crate::gateway::error::{ApiError, kind};
 
 /// A client-chosen key: 1 to 255 visible ASCII characters (a UUID is typical).
@@ -110,9 +111,10 @@ impl Idempotency<Recorded> {
         match self.claim(key, Fingerprint::of(operation, command)) {
             Claim::Run(ticket) => {
                 let recorded = run();
-                // A validation failure changed nothing: let the client fix the request and
-                // retry with the same key (dropping the ticket frees it).
-                if !matches!(recorded, Err(DomainError::Invalid(_))) {
+                // Only a success changed something. A refused request (invalid, not found, a
+                // stale version, an illegal transition) did not: the client may fix it and retry
+                // with the same key (dropping the ticket frees it).
+                if recorded.is_ok() {
                     ticket.finish(recorded.clone());
                 }
                 Ok(Executed {

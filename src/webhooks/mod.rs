@@ -529,8 +529,16 @@ impl Webhooks {
             let after = Some(log.last_seq());
             tokio::spawn(async move {
                 feed::follow(&log, after, &EventFilter::default(), |item| {
-                    if let FeedItem::Event(event) = item {
-                        this.dispatch(&event);
+                    match item {
+                        FeedItem::Event(event) => this.dispatch(&event),
+                        FeedItem::Missed {
+                            requested_after,
+                            resumed_after,
+                        } => tracing::warn!(
+                            requested_after,
+                            resumed_after,
+                            "webhook dispatcher fell behind the event log; these events get no deliveries"
+                        ),
                     }
                     async { true }
                 })
@@ -779,7 +787,8 @@ impl Webhooks {
                 let next = self.config.retry_schedule.get(tried).copied();
                 match next {
                     Some(delay) if !disabled => {
-                        let delay = retry_after.unwrap_or_else(|| jitter(delay));
+                        // Retry-After means "not before": never sooner than the schedule.
+                        let delay = jitter(delay).max(retry_after.unwrap_or_default());
                         delivery.next_attempt_at = Some(SystemTime::now() + delay);
                         state.due.insert((Instant::now() + delay, id.to_owned()));
                         drop(guard);
@@ -830,7 +839,7 @@ impl Webhooks {
             .parse()
             .map_err(|_| FieldViolation::new("webhook-timestamp", "must be Unix seconds"))?;
         let tolerance = self.config.inbound.tolerance.as_secs() as i64;
-        if (unix_now() - timestamp).abs() > tolerance {
+        if unix_now().abs_diff(timestamp) > tolerance.unsigned_abs() {
             return Err(FieldViolation::new(
                 "webhook-timestamp",
                 format!("is more than {tolerance} s away from now (a replay, or a wrong clock)"),

@@ -235,7 +235,9 @@ impl QueryRoot {
     }
 
     /// Orders as a Relay connection.
-    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity")]
+    #[graphql(
+        complexity = "(first.or(last).unwrap_or(20).clamp(1, 100) as usize).saturating_mul(child_complexity)"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn orders(
         &self,
@@ -275,7 +277,9 @@ impl QueryRoot {
     }
 
     /// Products as a Relay connection, in id order.
-    #[graphql(complexity = "first.unwrap_or(20).max(1) as usize * child_complexity")]
+    #[graphql(
+        complexity = "(first.unwrap_or(20).clamp(1, 100) as usize).saturating_mul(child_complexity)"
+    )]
     async fn products(
         &self,
         ctx: &Context<'_>,

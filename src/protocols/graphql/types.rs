@@ -171,7 +171,9 @@ impl CustomerGql {
         &self.0.email
     }
     /// This customer's orders, as a connection.
-    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity")]
+    #[graphql(
+        complexity = "(first.or(last).unwrap_or(20).clamp(1, 100) as usize).saturating_mul(child_complexity)"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn orders(
         &self,
