@@ -156,6 +156,9 @@ pub struct PushConfig {
     pub ws_idle_timeout: Duration,
     /// WebSocket: messages queued for one connection before it counts as a slow consumer.
     pub ws_queue: usize,
+    /// WebSocket: how long a connection's queue may stay full before it is a slow consumer.
+    #[serde(deserialize_with = "duration")]
+    pub ws_send_timeout: Duration,
     /// WebSocket: the largest message accepted from a client, in bytes.
     pub ws_max_message_bytes: usize,
     /// Long polling: the wait when the request gives no `timeout`.
@@ -177,6 +180,7 @@ impl Default for PushConfig {
             ws_ping_interval: Duration::from_secs(15),
             ws_idle_timeout: Duration::from_secs(45),
             ws_queue: 256,
+            ws_send_timeout: Duration::from_secs(2),
             ws_max_message_bytes: 64 * 1024,
             long_poll_timeout: Duration::from_secs(30),
             long_poll_max_timeout: Duration::from_secs(60),

@@ -1268,15 +1268,27 @@ async fn a_websocket_subscription_from_before_the_retained_events_first_gets_a_r
 async fn a_websocket_that_is_not_read_is_closed_as_a_slow_consumer_while_others_carry_on() {
     let mut config = Config::default();
     config.push.ws_queue = 4;
+    config.push.ws_send_timeout = Duration::from_millis(200);
     config.events.subscriber_buffer = 10_000;
     let server = TestServer::with_config(config).await;
     let mut witness = SseStream::open(sse(&server, "/v1/events").header(LAST_EVENT_ID, "0")).await;
-    let mut slow = ws_connect(&server).await;
+    // A small receive window, so that the unread events back up into the server's queue
+    // instead of vanishing into socket buffers.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let socket = socket.connect(server.addr).await.unwrap();
+    let (mut slow, _) = tokio_tungstenite::client_async(ws_url(&server), socket)
+        .await
+        .expect("WebSocket handshake");
     ws_subscribe(&mut slow, "s1", json!({})).await;
 
-    // 200 events in two bursts, while the slow client reads nothing.
-    let order = json!({ "customer_id": "1", "items": [{ "product_id": "1", "quantity": 1 }] });
-    for _ in 0..2 {
+    // 1 000 large events (some 7 MB, more than the sockets' buffers hold) in ten bursts, while
+    // the slow client reads nothing.
+    let items: Vec<Value> = (0..100)
+        .map(|i| json!({ "product_id": (i % 24 + 1).to_string(), "quantity": 1 }))
+        .collect();
+    let order = json!({ "customer_id": "1", "items": items });
+    for _ in 0..10 {
         let bulk = json!({ "orders": vec![order.clone(); 100] });
         let response = server
             .post("/v1/orders/bulk")
@@ -1286,22 +1298,38 @@ async fn a_websocket_that_is_not_read_is_closed_as_a_slow_consumer_while_others_
             .unwrap();
         expect_json(response, 200).await;
     }
-    let seen: Vec<u64> = witness.events(200).await.iter().map(Frame::seq).collect();
+    let seen: Vec<u64> = witness.events(1000).await.iter().map(Frame::seq).collect();
     assert_eq!(
         seen,
-        (1..=200).collect::<Vec<_>>(),
+        (1..=1000).collect::<Vec<_>>(),
         "the SSE client got every event"
     );
+    // The server lets the slow client go (only the SSE witness's stream remains).
+    server
+        .wait_for_streams(1, "the server let go of the slow consumer")
+        .await;
 
-    let closed = ws_until_close(&mut slow, "the slow client").await;
-    assert_eq!(closed.code, 4008, "{closed:?}");
-    assert!(closed.reason.contains("slow consumer"), "{closed:?}");
-    let delivered: Vec<u64> = closed
-        .messages
-        .iter()
-        .map(|m| m["seq"].as_u64().unwrap())
-        .collect();
-    assert!(delivered.len() < 200, "{closed:?}");
+    // What the slow client gets when it finally reads: a gap-free prefix of the events, then
+    // the 4008 close frame if it still fitted into the socket, or the end of the connection.
+    let mut delivered: Vec<u64> = Vec::new();
+    loop {
+        match tokio::time::timeout(PATIENCE, slow.next()).await {
+            Err(_) => panic!("the slow client: neither a close nor the end within {PATIENCE:?}"),
+            Ok(None) | Ok(Some(Err(_))) => break,
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                let frame = frame.expect("a close with a code");
+                assert_eq!(u16::from(frame.code), 4008, "{frame:?}");
+                assert!(frame.reason.contains("slow consumer"), "{frame:?}");
+                break;
+            }
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let message: Value = serde_json::from_str(text.as_str()).expect("JSON");
+                delivered.push(message["seq"].as_u64().unwrap());
+            }
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+    assert!(delivered.len() < 1000, "the slow client got everything");
     assert_eq!(delivered, (1..=delivered.len() as u64).collect::<Vec<_>>());
 }
 
@@ -1733,4 +1761,51 @@ async fn sse_websocket_long_polling_and_grpc_see_the_same_events() {
         assert_eq!(bare, sse_events[i], "WebSocket and SSE");
         assert_eq!(polled[i], sse_events[i], "long polling and SSE");
     }
+}
+
+#[tokio::test]
+async fn a_websocket_resume_replays_more_events_than_its_queue_holds() {
+    // The queue holds 256 messages; a replay of 600 must still arrive whole, in order.
+    let server = TestServer::start().await;
+    let order = json!({ "customer_id": "1", "items": [{ "product_id": "1", "quantity": 1 }] });
+    for _ in 0..6 {
+        let bulk = json!({ "orders": vec![order.clone(); 100] });
+        let response = server
+            .post("/v1/orders/bulk")
+            .json(&bulk)
+            .send()
+            .await
+            .unwrap();
+        expect_json(response, 200).await;
+    }
+    let mut ws = ws_connect(&server).await;
+    ws_send(
+        &mut ws,
+        json!({ "op": "subscribe", "id": "s1", "topic": "orders", "after_seq": 0 }),
+    )
+    .await;
+    let mut seqs = Vec::new();
+    let mut confirmed_first = None;
+    while seqs.len() < 600 {
+        match tokio::time::timeout(PATIENCE, ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let message: Value = serde_json::from_str(text.as_str()).unwrap();
+                match message["op"].as_str() {
+                    Some("result") => {
+                        confirmed_first.get_or_insert(seqs.is_empty());
+                    }
+                    Some("event") => seqs.push(message["seq"].as_u64().unwrap()),
+                    _ => panic!("unexpected {message}"),
+                }
+            }
+            Ok(Some(Ok(Message::Ping(_)))) => {}
+            other => panic!("the replay stopped after {} events: {other:?}", seqs.len()),
+        }
+    }
+    assert_eq!(seqs, (1..=600).collect::<Vec<_>>());
+    assert_eq!(
+        confirmed_first,
+        Some(true),
+        "the confirmation comes before the first event"
+    );
 }

@@ -78,6 +78,11 @@ pub fn routes(app: &App) -> Router {
     let schema = schema(Some(app.clone()), &app.config.graphql);
     Router::new()
         .route("/graphql", get(get_graphql).post(post_graphql))
+        // The GraphQL extractor streams the body itself, past axum's DefaultBodyLimit: enforce
+        // server.body_limit_bytes here (413, as on REST).
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            app.config.server.body_limit_bytes,
+        ))
         .route_service("/graphql/ws", GraphQLSubscription::new(schema.clone()))
         .with_state(GraphqlState {
             app: app.clone(),

@@ -25,7 +25,9 @@
 //! Close codes: 1001 the server is shutting down; 1009 a message over
 //! `push.ws_max_message_bytes`; 4000 no sign of life from the client for `push.ws_idle_timeout`
 //! (the server pings every `push.ws_ping_interval`, and browsers answer pings by themselves);
-//! 4008 slow consumer: more than `push.ws_queue` messages waited for this client. The queue is
+//! 4008 slow consumer: the client's queue of `push.ws_queue` messages stayed full for
+//! `push.ws_send_timeout` (a replay or a burst may fill it; only a client that stops reading
+//! keeps it full). The queue is
 //! per connection, so one slow client never holds up anyone else. A malformed message gets an
 //! `error` message and the connection stays open.
 
@@ -38,7 +40,6 @@ use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -202,7 +203,7 @@ impl Session {
                     Some(Ok(message)) => {
                         last_heard = Instant::now();
                         let reply = match message {
-                            Message::Text(text) => Some(session.command(text.as_str())),
+                            Message::Text(text) => session.command(text.as_str()),
                             Message::Binary(_) => Some(session.error(None, &FieldViolation::new(
                                 "message", "binary frames are not supported; send JSON text").into())),
                             Message::Ping(_) | Message::Pong(_) | Message::Close(_) => None,
@@ -256,28 +257,28 @@ impl Session {
         writer.abort();
     }
 
-    /// Handles one text message; returns the reply to send.
-    fn command(&mut self, text: &str) -> Value {
+    /// Handles one text message; returns the reply to send, if it was not queued already.
+    fn command(&mut self, text: &str) -> Option<Value> {
         let value: Value = match serde_json::from_str(text) {
             Ok(value) => value,
             Err(error) => {
                 let error = crate::protocols::rest::body::shape_error(".", &error);
-                return self.error(None, &error);
+                return Some(self.error(None, &error));
             }
         };
         let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
         let command: Command = match from_value(&value) {
             Ok(command) => command,
-            Err(error) => return self.error(id.as_deref(), &error),
+            Err(error) => return Some(self.error(id.as_deref(), &error)),
         };
         self.execute(command)
-            .unwrap_or_else(|error| self.error(id.as_deref(), &error))
+            .unwrap_or_else(|error| Some(self.error(id.as_deref(), &error)))
     }
 
-    fn execute(&mut self, command: Command) -> Result<Value, ApiError> {
+    fn execute(&mut self, command: Command) -> Result<Option<Value>, ApiError> {
         let core = &self.app.core;
         let order_reply = |id: String, order: &crate::domain::model::Order| json!({ "op": "result", "id": id, "order": OrderV1::from(order) });
-        Ok(match command {
+        Ok(Some(match command {
             Command::Ping { id } => json!({ "op": "pong", "id": id }),
             Command::GetOrder { id, order_id } => {
                 let order = core.order(OrderId::parse(&order_id)?)?;
@@ -343,16 +344,27 @@ impl Session {
                     .into());
                 }
                 let last_seq = self.app.core.events().last_seq();
+                // The confirmation goes into the queue before the first event can.
+                let confirmation =
+                    json!({ "op": "result", "id": id, "subscribed": { "last_seq": last_seq } });
+                if self
+                    .out_tx
+                    .try_send(Message::Text(confirmation.to_string().into()))
+                    .is_err()
+                {
+                    let _ = self.overflow_tx.try_send(id.clone());
+                }
                 self.subscriptions.insert(
                     id.clone(),
                     self.follow(id.clone(), after_seq.or(Some(last_seq)), filter),
                 );
-                json!({ "op": "result", "id": id, "subscribed": { "last_seq": last_seq } })
+                return Ok(None);
             }
-        })
+        }))
     }
 
-    /// Starts a follower that feeds the session's queue without ever waiting on it.
+    /// Starts a follower that feeds the session's queue, waiting at most `push.ws_send_timeout`
+    /// for room in it.
     fn follow(
         &self,
         subscription: String,
@@ -362,6 +374,7 @@ impl Session {
         let log = std::sync::Arc::clone(self.app.core.events());
         let queue = self.out_tx.clone();
         let overflow = self.overflow_tx.clone();
+        let send_timeout = self.app.config.push.ws_send_timeout;
         tokio::spawn(async move {
             feed::follow(&log, after, &filter, |item| {
                 let (op, body) = match item {
@@ -372,15 +385,22 @@ impl Session {
                     } => ("reset", missed_json(requested_after, resumed_after)),
                 };
                 let message = tagged(json!({ "op": op, "subscription": subscription }), body);
-                let open = match queue.try_send(Message::Text(message.to_string().into())) {
-                    Ok(()) => true,
-                    Err(TrySendError::Full(_)) => {
-                        let _ = overflow.try_send(subscription.clone());
-                        false
+                let message = Message::Text(message.to_string().into());
+                let (queue, overflow, subscription) =
+                    (queue.clone(), overflow.clone(), subscription.clone());
+                async move {
+                    // A full queue is back-pressure, not yet a slow consumer: a replay or a
+                    // burst fills it faster than any client reads. The client is slow when the
+                    // queue stays full for push.ws_send_timeout.
+                    match tokio::time::timeout(send_timeout, queue.send(message)).await {
+                        Ok(Ok(())) => true,
+                        Ok(Err(_closed)) => false,
+                        Err(_elapsed) => {
+                            let _ = overflow.try_send(subscription);
+                            false
+                        }
                     }
-                    Err(TrySendError::Closed(_)) => false,
-                };
-                async move { open }
+                }
             })
             .await;
         })
