@@ -97,7 +97,10 @@ impl App {
         };
         Self {
             core: Arc::new(Core::new(store, events, CursorCodec::new(&secret))),
-            idempotency: Arc::new(Idempotency::new(config.idempotency.ttl)),
+            idempotency: Arc::new(Idempotency::new(
+                config.idempotency.ttl,
+                config.idempotency.max_keys,
+            )),
             webhooks: Arc::new(crate::webhooks::Webhooks::new(config.webhooks.clone())),
             config: Arc::new(config),
             streams: Arc::default(),

@@ -257,6 +257,8 @@ pub struct IdempotencyConfig {
     /// How long outcomes are kept.
     #[serde(deserialize_with = "duration")]
     pub ttl: Duration,
+    /// The most keys held at once; new keys beyond it are refused (503) until some expire.
+    pub max_keys: usize,
 }
 
 impl Default for ServerConfig {
@@ -301,6 +303,7 @@ impl Default for IdempotencyConfig {
     fn default() -> Self {
         Self {
             ttl: Duration::from_secs(24 * 60 * 60),
+            max_keys: 100_000,
         }
     }
 }

@@ -335,14 +335,10 @@ impl Core {
         Ok(page_of(order.items, request, |i| i.id.0, item_sort_value))
     }
 
-    /// A page of orders matching `filter`.
-    ///
-    /// In plain id order with a cursor, the store's ordered index is walked from the cursor and
-    /// the walk stops after `limit + 1` matches: the cost is independent of depth. Any other sort
-    /// (or an offset) looks at every order, which is what a real database without a matching
-    /// index would do too.
-    pub fn list_orders(&self, filter: &OrderFilter, request: &PageRequest) -> Page<Order> {
-        let ids = if request.sort.is_by_id() {
+    /// The ids of a page of orders matching `filter`, without reading the orders (see
+    /// [`Core::list_orders`] for the cost). A limit of `usize::MAX` sorts every match once.
+    pub fn order_ids(&self, filter: &OrderFilter, request: &PageRequest) -> Page<u64> {
+        if request.sort.is_by_id() {
             let (after, skip) = match &request.position {
                 Position::Start => (None, 0),
                 Position::After(key) => (Some(OrderId(key.id)), 0),
@@ -378,7 +374,17 @@ impl Core {
                 ControlFlow::Continue(())
             });
             select_page(keys.into_iter(), request)
-        };
+        }
+    }
+
+    /// A page of orders matching `filter`.
+    ///
+    /// In plain id order with a cursor, the store's ordered index is walked from the cursor and
+    /// the walk stops after `limit + 1` matches: the cost is independent of depth. Any other sort
+    /// (or an offset) looks at every order, which is what a real database without a matching
+    /// index would do too.
+    pub fn list_orders(&self, filter: &OrderFilter, request: &PageRequest) -> Page<Order> {
+        let ids = self.order_ids(filter, request);
         // An order deleted between the scan and here is left out of the page.
         let rows = ids
             .rows

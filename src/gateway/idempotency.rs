@@ -134,6 +134,10 @@ impl Idempotency<Recorded> {
                 &kind::IDEMPOTENCY_KEY_REUSED,
                 "this Idempotency-Key was already used for a different request",
             )),
+            Claim::Full => Err(ApiError::new(
+                &kind::UNAVAILABLE,
+                "the server holds its maximum of idempotency keys; retry later",
+            )),
         }
     }
 }
@@ -148,6 +152,8 @@ pub enum Claim<V: Clone> {
     InFlight,
     /// The key was used for a different request.
     Mismatch,
+    /// The store holds its maximum of keys, even after forgetting expired ones.
+    Full,
 }
 
 enum Slot<V> {
@@ -167,15 +173,17 @@ enum Slot<V> {
 pub struct Idempotency<V> {
     slots: DashMap<IdempotencyKey, Slot<V>>,
     ttl: Duration,
+    max_keys: usize,
     tokens: std::sync::atomic::AtomicU64,
 }
 
 impl<V: Clone> Idempotency<V> {
-    /// A store that forgets outcomes after `ttl`.
-    pub fn new(ttl: Duration) -> Self {
+    /// A store that forgets outcomes after `ttl` and holds at most `max_keys` keys.
+    pub fn new(ttl: Duration, max_keys: usize) -> Self {
         Self {
             slots: DashMap::new(),
             ttl,
+            max_keys,
             tokens: Default::default(),
         }
     }
@@ -186,6 +194,13 @@ impl<V: Clone> Idempotency<V> {
         let token = self
             .tokens
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.slots.len() >= self.max_keys && !self.slots.contains_key(&key) {
+            // Bounded memory: forget expired outcomes first; refuse new keys if still full.
+            self.sweep();
+            if self.slots.len() >= self.max_keys {
+                return Claim::Full;
+            }
+        }
         match self.slots.entry(key.clone()) {
             MapEntry::Occupied(mut occupied) => match occupied.get() {
                 Slot::Done { at, .. } if at.elapsed() >= self.ttl => {
@@ -281,7 +296,7 @@ mod tests {
 
     #[test]
     fn a_finished_request_is_replayed_and_a_different_one_refused() {
-        let store = Arc::new(Idempotency::<u32>::new(Duration::from_secs(60)));
+        let store = Arc::new(Idempotency::<u32>::new(Duration::from_secs(60), 100));
         let a = Fingerprint::of("create", &1);
         let Claim::Run(ticket) = store.claim(key("k"), a) else {
             panic!("first claim runs")
@@ -297,7 +312,7 @@ mod tests {
 
     #[test]
     fn an_abandoned_request_frees_its_key() {
-        let store = Arc::new(Idempotency::<u32>::new(Duration::from_secs(60)));
+        let store = Arc::new(Idempotency::<u32>::new(Duration::from_secs(60), 100));
         let a = Fingerprint::of("create", &1);
         drop(store.claim(key("k"), a));
         assert!(store.is_empty());
@@ -306,7 +321,7 @@ mod tests {
 
     #[test]
     fn expired_outcomes_are_forgotten() {
-        let store = Arc::new(Idempotency::<u32>::new(Duration::ZERO));
+        let store = Arc::new(Idempotency::<u32>::new(Duration::ZERO, 100));
         let a = Fingerprint::of("create", &1);
         let Claim::Run(ticket) = store.claim(key("k"), a) else {
             panic!()
@@ -317,6 +332,18 @@ mod tests {
             Claim::Run(_)
         ));
         store.sweep();
+    }
+
+    #[test]
+    fn a_full_store_refuses_new_keys_but_keeps_answering_known_ones() {
+        let store = Arc::new(Idempotency::<u32>::new(Duration::from_secs(60), 1));
+        let a = Fingerprint::of("create", &1);
+        let Claim::Run(ticket) = store.claim(key("a"), a) else {
+            panic!()
+        };
+        ticket.finish(1);
+        assert!(matches!(store.claim(key("b"), a), Claim::Full));
+        assert!(matches!(store.claim(key("a"), a), Claim::Replay(1)));
     }
 
     #[test]

@@ -40,6 +40,11 @@ use crate::gateway::ApiError;
 use crate::gateway::error::kind;
 use signing::Secret;
 
+/// The most endpoints that may be registered: each one multiplies every event into a delivery.
+pub const MAX_ENDPOINTS: usize = 100;
+/// Finished deliveries and received messages kept for the logs; older ones are forgotten.
+pub const MAX_LOG: usize = 10_000;
+
 /// The event type of `POST /v1/webhook-endpoints/{id}/test`.
 pub const PING: &str = "webhook.ping";
 
@@ -204,7 +209,29 @@ struct State {
     /// Due deliveries, by due time.
     due: BTreeSet<(Instant, String)>,
     inbound: Vec<InboundMessage>,
-    inbound_seen: HashSet<(String, String)>,
+    inbound_total: u64,
+    /// (source, webhook-id) of messages received within the tolerance, with their timestamp.
+    inbound_seen: HashMap<(String, String), i64>,
+}
+
+/// Drops the oldest finished deliveries beyond [`MAX_LOG`]; pending ones are always kept.
+fn forget_old_deliveries(state: &mut State) {
+    let excess = state.delivery_order.len().saturating_sub(MAX_LOG);
+    let mut dropped = HashSet::new();
+    for id in &state.delivery_order {
+        if dropped.len() == excess {
+            break;
+        }
+        if state
+            .deliveries
+            .get(id)
+            .is_some_and(|d| d.state != DeliveryState::Pending)
+        {
+            dropped.insert(id.clone());
+        }
+    }
+    state.deliveries.retain(|id, _| !dropped.contains(id));
+    state.delivery_order.retain(|id| !dropped.contains(id));
 }
 
 /// The webhook service.
@@ -245,6 +272,10 @@ impl Webhooks {
     pub fn new(config: WebhooksConfig) -> Self {
         let client = reqwest::Client::builder()
             .timeout(config.request_timeout)
+            // Names resolve only to addresses the SSRF guard allows (no DNS rebinding).
+            .dns_resolver(Arc::new(ssrf::GuardedResolver {
+                allow: config.allow_hosts.clone(),
+            }))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("polyport-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -314,6 +345,14 @@ impl Webhooks {
             None => Secret::generate(),
         };
         let mut state = self.state();
+        if state.endpoints.len() >= MAX_ENDPOINTS {
+            return Err(ApiError::new(
+                &kind::INVALID_STATE,
+                format!(
+                    "at most {MAX_ENDPOINTS} webhook endpoints can be registered; delete one first"
+                ),
+            ));
+        }
         state.next_endpoint += 1;
         let n = state.next_endpoint;
         let endpoint = Endpoint {
@@ -456,6 +495,9 @@ impl Webhooks {
         };
         state.deliveries.insert(id.clone(), delivery.clone());
         state.delivery_order.push(id.clone());
+        if state.delivery_order.len() > MAX_LOG {
+            forget_old_deliveries(&mut state);
+        }
         state.due.insert((Instant::now(), id));
         drop(state);
         self.wake.notify_one();
@@ -858,7 +900,7 @@ impl Webhooks {
         let body = String::from_utf8_lossy(body).into_owned();
         let mut state = self.state();
         let key = (source.to_owned(), webhook_id.to_owned());
-        if state.inbound_seen.contains(&key) {
+        if state.inbound_seen.contains_key(&key) {
             let known = state
                 .inbound
                 .iter()
@@ -866,8 +908,20 @@ impl Webhooks {
                 .map_or_else(String::new, |m| m.id.clone());
             return Ok(Received::Duplicate(known));
         }
-        state.inbound_seen.insert(key);
-        let id = format!("in_{}", state.inbound.len() + 1);
+        if state.inbound_seen.len() >= MAX_LOG {
+            // A message older than the tolerance is refused before it gets here, so its id no
+            // longer needs remembering.
+            let now = unix_now();
+            state
+                .inbound_seen
+                .retain(|_, seen| now.abs_diff(*seen) <= tolerance.unsigned_abs());
+        }
+        state.inbound_seen.insert(key, timestamp);
+        state.inbound_total += 1;
+        let id = format!("in_{}", state.inbound_total);
+        if state.inbound.len() >= MAX_LOG {
+            state.inbound.remove(0);
+        }
         state.inbound.push(InboundMessage {
             id: id.clone(),
             source: source.to_owned(),
@@ -915,6 +969,7 @@ fn fail_pending(state: &mut State, endpoint_id: &str, reason: &str, except: Opti
     let State {
         deliveries, due, ..
     } = state;
+    let mut failed = HashSet::new();
     for delivery in deliveries.values_mut() {
         if delivery.endpoint_id == endpoint_id
             && delivery.state == DeliveryState::Pending
@@ -928,8 +983,11 @@ fn fail_pending(state: &mut State, endpoint_id: &str, reason: &str, except: Opti
                 error: Some(reason.to_owned()),
                 latency: Duration::ZERO,
             });
-            due.retain(|(_, id)| id != &delivery.id);
+            failed.insert(delivery.id.clone());
         }
+    }
+    if !failed.is_empty() {
+        due.retain(|(_, id)| !failed.contains(id));
     }
 }
 

@@ -3,8 +3,11 @@
 //! A URL whose host is, or resolves to, a loopback, private, link-local (which includes the
 //! cloud metadata address 169.254.169.254), shared (CGNAT), unspecified or other non-public
 //! address is refused, unless its host is on the configured allow-list. It is checked when an
-//! endpoint is registered and again before every delivery, because DNS can change in between
-//! (DNS rebinding).
+//! endpoint is registered and again before every delivery, and the delivery client resolves
+//! names through [`GuardedResolver`], so the address checked is the address connected to: a
+//! name that answers a public address to the check and a private one to the connection (DNS
+//! rebinding) gets nowhere. Refusals do not say which address a name resolved to, so the guard
+//! cannot be used to map internal DNS.
 
 use std::net::IpAddr;
 
@@ -16,13 +19,11 @@ pub enum Refused {
     Malformed(String),
     /// The host is or resolves to a non-public address.
     #[error(
-        "'{host}' resolves to {addr}, a non-public address; add the host to webhooks.allow_hosts to allow it"
+        "'{host}' is or resolves to a non-public address; add the host to webhooks.allow_hosts to allow it"
     )]
     NotPublic {
         /// The URL's host.
         host: String,
-        /// The offending address.
-        addr: IpAddr,
     },
     /// The host does not resolve.
     #[error("'{0}' does not resolve")]
@@ -47,15 +48,34 @@ pub fn is_public(addr: IpAddr) -> bool {
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                IpAddr::V4(std::net::Ipv4Addr::from(
+                    (u32::from(hi) << 16) | u32::from(lo),
+                ))
+            };
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            // IPv4-compatible (::a.b.c.d) and NAT64 (64:ff9b::a.b.c.d) reach the IPv4 address.
+            if seg[..6] == [0; 6] || seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return !v6.is_loopback()
+                    && !v6.is_unspecified()
+                    && is_public(embedded(seg[6], seg[7]));
+            }
+            // 6to4 (2002:a.b.c.d::/48) reaches the IPv4 address it embeds.
+            if seg[0] == 0x2002 {
+                return is_public(embedded(seg[1], seg[2]));
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
+                || (seg[0] & 0xfe00) == 0xfc00 // unique local
+                || (seg[0] & 0xffc0) == 0xfe80 // link-local
+                || (seg[0] & 0xffc0) == 0xfec0 // site-local (deprecated, still routed inside)
+                || seg[..4] == [0x100, 0, 0, 0] // discard prefix 100::/64
+                || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
+                || (seg[0] == 0x2001 && seg[1] == 0)) // Teredo
         }
     }
 }
@@ -91,11 +111,40 @@ pub async fn check(url: &url::Url, allow: &[String]) -> Result<(), Refused> {
         if !is_public(addr) {
             return Err(Refused::NotPublic {
                 host: bare.to_owned(),
-                addr,
             });
         }
     }
     Ok(())
+}
+
+/// The delivery client's DNS resolver: only addresses the guard allows are returned, so a
+/// connection can only go where the check said it may.
+pub struct GuardedResolver {
+    /// Hosts (names or addresses) let through although not public.
+    pub allow: Vec<String>,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        let allow = self.allow.clone();
+        Box::pin(async move {
+            let named = allow.iter().any(|a| a.eq_ignore_ascii_case(&host));
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|sa| {
+                    named
+                        || is_public(sa.ip())
+                        || allow.iter().any(|a| a.parse::<IpAddr>() == Ok(sa.ip()))
+                })
+                .collect();
+            if addrs.is_empty() {
+                return Err(Box::new(Refused::NotPublic { host })
+                    as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 #[cfg(test)]

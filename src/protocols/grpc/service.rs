@@ -432,10 +432,29 @@ impl pb::orders_server::Orders for OrdersService {
                     return;
                 }
                 let mut sent = 0usize;
+                if !sort.is_by_id() {
+                    // Any other order needs every match sorted: do it once, then stream the
+                    // snapshot (rather than re-sorting the whole store for every page).
+                    let everything = PageRequest {
+                        sort: sort.clone(),
+                        position: Position::Start,
+                        limit: Limit::new(limit),
+                    };
+                    for id in app.core.order_ids(&filter, &everything).rows {
+                        // An order deleted since the snapshot is skipped.
+                        let Ok(order) = app.core.order(OrderId(id)) else {
+                            continue;
+                        };
+                        if tx.send(Ok(convert::order(&order))).await.is_err() {
+                            return;
+                        }
+                    }
+                    return;
+                }
                 let mut position = Position::Start;
                 loop {
-                    // Keyset pages of 100: each page is a short read, and a long list never
-                    // holds the store while the client is slow.
+                    // Keyset pages of 100 along the id index: each page is a short read, and a
+                    // long list never holds the store while the client is slow.
                     let request = PageRequest {
                         sort: sort.clone(),
                         position,

@@ -229,13 +229,25 @@ pub async fn receive(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let received = app.webhooks.receive(
+    let received = match app.webhooks.receive(
         &source,
         header("webhook-id"),
         header("webhook-timestamp"),
         header("webhook-signature"),
         &body,
-    )?;
+    ) {
+        Ok(received) => received,
+        Err(error) if error.kind == &crate::gateway::error::kind::UNAUTHENTICATED => {
+            // RFC 9110: a 401 names the scheme the client should use.
+            let mut response = error.into_response();
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Webhook-Signature"),
+            );
+            return Ok(response);
+        }
+        Err(error) => return Err(error),
+    };
     Ok(match received {
         Received::Accepted(id) => JsonResponse::new(
             StatusCode::ACCEPTED,
