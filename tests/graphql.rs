@@ -1620,3 +1620,16 @@ async fn types_select_events_and_an_unknown_type_is_an_error() {
     let done = receive(&mut ws).await;
     assert_eq!(done, json!({ "type": "complete", "id": "bad" }));
 }
+
+#[tokio::test]
+async fn absurd_page_sizes_cannot_overflow_the_complexity_limit() {
+    // first: 2147483647 twice nested would overflow a naive product; it must be refused as
+    // too complex, not crash or wrap around to a small cost.
+    let server = TestServer::start().await;
+    let query = "{ orders(first: 2147483647) { edges { node { customer { \
+                 orders(first: 2147483647) { edges { node { id } } } } } } } }";
+    let body = post(&server, query, json!({})).await.ok();
+    assert!(body.get("data").is_none(), "{body}");
+    let message = first_error(&body)["message"].as_str().unwrap_or_default();
+    assert!(message.contains("too complex"), "{body}");
+}

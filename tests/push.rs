@@ -1809,3 +1809,16 @@ async fn a_websocket_resume_replays_more_events_than_its_queue_holds() {
         "the confirmation comes before the first event"
     );
 }
+
+#[tokio::test]
+async fn the_largest_possible_seq_is_a_reset_not_a_crash() {
+    let server = TestServer::start().await;
+    let response = server
+        .get(&format!("/v1/events/poll?since={}&timeout=0", u64::MAX))
+        .send()
+        .await
+        .unwrap();
+    let body = expect_json(response, 200).await;
+    assert_eq!(body["reset"]["requested_after"], u64::MAX, "{body}");
+    assert_eq!(body["events"], json!([]));
+}

@@ -1397,3 +1397,35 @@ async fn shutdown_completes_while_every_delivery_slot_is_taken_by_a_slow_receive
 
     stop_within_bound(server).await;
 }
+
+#[tokio::test]
+async fn a_signature_header_stuffed_with_candidates_is_refused_without_hashing_them_all() {
+    let server = TestServer::start().await;
+    let body = r#"{"type":"invoice.paid"}"#;
+    let mut headers = signed_headers(DEMO_INBOUND_SECRET, "msg_stuffed", unix_now(), body);
+    // The valid signature, hidden among nine bogus ones: more than a sender with rotating
+    // secrets ever needs, so the whole header is refused.
+    let signature = headers
+        .iter_mut()
+        .find(|(name, _)| *name == "webhook-signature")
+        .unwrap();
+    signature.1 = format!("{} {}", vec!["v1,AAAA"; 9].join(" "), signature.1);
+    let response = send_inbound(&server, "demo", &headers, body).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Webhook-Signature",
+        "a 401 names its scheme"
+    );
+}
+
+#[tokio::test]
+async fn an_absurd_timestamp_is_refused_not_a_crash() {
+    let server = TestServer::start().await;
+    let body = "{}";
+    for timestamp in [i64::MIN, i64::MAX] {
+        let headers = signed_headers(DEMO_INBOUND_SECRET, "msg_absurd", timestamp, body);
+        let response = send_inbound(&server, "demo", &headers, body).await;
+        assert_eq!(response.status(), 400, "{timestamp}");
+    }
+}
