@@ -1409,7 +1409,7 @@ async fn a_signature_header_stuffed_with_candidates_is_refused_without_hashing_t
         .iter_mut()
         .find(|(name, _)| *name == "webhook-signature")
         .unwrap();
-    signature.1 = format!("{} {}", vec!["v1,AAAA"; 9].join(" "), signature.1);
+    signature.1 = format!("{} {}", ["v1,AAAA"; 9].join(" "), signature.1);
     let response = send_inbound(&server, "demo", &headers, body).await;
     assert_eq!(response.status(), 401);
     assert_eq!(
