@@ -110,7 +110,7 @@ async fn shutdown_lets_an_in_flight_request_finish_then_refuses_new_connections(
     let in_flight = tokio::spawn(request);
     // Give the server a moment to parse the headers; the handler then waits for the body.
     // (An ordering hint, not a timing assertion: nothing here measures speed.)
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     let stopping = tokio::spawn(server.stop());
     tokio::time::sleep(Duration::from_millis(100)).await;
