@@ -1633,3 +1633,29 @@ async fn absurd_page_sizes_cannot_overflow_the_complexity_limit() {
     let message = first_error(&body)["message"].as_str().unwrap_or_default();
     assert!(message.contains("too complex"), "{body}");
 }
+
+#[tokio::test]
+async fn a_get_query_is_cacheable_with_an_etag_and_revalidates_to_304() {
+    let server = TestServer::start().await;
+    let url = "/graphql?query=%7Bproduct(id:%221%22)%7Bname%7D%7D";
+    let first = server.get(url).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["cache-control"], "private, no-cache");
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let again = server
+        .get(url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+    // POSTs are not cached.
+    let post = server
+        .post("/graphql")
+        .json(&json!({ "query": "{ product(id: \"1\") { name } }" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(post.headers().get("etag").is_none());
+}

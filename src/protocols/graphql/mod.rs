@@ -248,7 +248,31 @@ async fn execute(
     if request_error && let Some(object) = body.as_object_mut() {
         object.shift_remove("data");
     }
-    let mut http = (status, body.to_string()).into_response();
+    let body = body.to_string();
+    if method == Method::GET && status == StatusCode::OK && response.errors.is_empty() {
+        // A GET query (a persisted one is a short URL) is cacheable: an ETag over the answer,
+        // revalidated before use (the data is per user, as REST's orders are).
+        use crate::protocols::rest::conditional::{content_etag, not_modified};
+        let etag = content_etag(body.as_bytes());
+        let mut http = if not_modified(headers, &etag) {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            let mut http = (StatusCode::OK, body).into_response();
+            http.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(media));
+            http
+        };
+        let headers = http.headers_mut();
+        if let Ok(etag) = HeaderValue::from_str(&etag) {
+            headers.insert(http::header::ETAG, etag);
+        }
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-cache"),
+        );
+        return Ok(http);
+    }
+    let mut http = (status, body).into_response();
     http.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(media));
     Ok(http)
