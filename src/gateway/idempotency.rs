@@ -27,7 +27,7 @@ use dashmap::mapref::entry::Entry as MapEntry;
 use sha2::{Digest, Sha256};
 
 use crate::domain::model::{Customer, ItemId, Order};
-use crate::domain::{DomainResult, FieldViolation};
+use crate::domain::{DomainError, DomainResult, FieldViolation};
 use crate::gateway::error::{ApiError, kind};
 
 /// A client-chosen key: 1 to 255 visible ASCII characters (a UUID is typical).
@@ -88,6 +88,17 @@ pub struct Executed {
     pub recorded: Recorded,
     /// True when this is a replay of an earlier request with the same key.
     pub replayed: bool,
+}
+
+impl Executed {
+    /// The order an order write recorded, or the error it recorded, as every protocol needs it.
+    pub fn order(&self) -> Result<&Order, ApiError> {
+        match &self.recorded {
+            Ok(Outcome::Order(order)) => Ok(order),
+            Ok(_) => Err(DomainError::Internal("unexpected idempotent outcome".into()).into()),
+            Err(error) => Err(error.clone().into()),
+        }
+    }
 }
 
 impl Idempotency<Recorded> {

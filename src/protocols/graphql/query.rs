@@ -440,14 +440,6 @@ fn items(items: &[NewItemInput], violations: &mut Vec<FieldViolation>) -> Vec<Ne
     .collect()
 }
 
-fn recorded_order(recorded: crate::gateway::idempotency::Recorded) -> Result<Order, ApiError> {
-    match recorded {
-        Ok(Outcome::Order(order)) => Ok(order),
-        Ok(_) => Err(DomainError::Internal("unexpected idempotent outcome".into()).into()),
-        Err(error) => Err(error.into()),
-    }
-}
-
 /// Mutations. Each takes one input object and returns a payload. The request's
 /// `Idempotency-Key` header applies (same keys as REST and gRPC); send one mutation per request
 /// when you use it.
@@ -477,7 +469,7 @@ impl MutationRoot {
             let executed = app.idempotency.execute(key, "create_order", &command, || {
                 app.core.create_order(command.clone()).map(Outcome::Order)
             })?;
-            recorded_order(executed.recorded)
+            executed.order().cloned()
         };
         run()
             .map(|o| OrderPayload { order: OrderGql(o) })
@@ -517,7 +509,7 @@ impl MutationRoot {
                     .update_order(id, changes.clone(), &expect)
                     .map(Outcome::Order)
             })?;
-            recorded_order(executed.recorded)
+            executed.order().cloned()
         };
         run()
             .map(|o| OrderPayload { order: OrderGql(o) })
@@ -543,7 +535,7 @@ impl MutationRoot {
                     .cancel_order(id, input.reason.clone(), &expect)
                     .map(Outcome::Order)
             })?;
-            recorded_order(executed.recorded)
+            executed.order().cloned()
         };
         run()
             .map(|o| OrderPayload { order: OrderGql(o) })

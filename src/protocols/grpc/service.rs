@@ -21,7 +21,7 @@ use crate::domain::{
     DomainError, Expect, FieldViolation, NewItem, NewOrder, OrderChanges, OrderFilter,
 };
 use crate::gateway::ApiError;
-use crate::gateway::idempotency::{Executed, Outcome};
+use crate::gateway::idempotency::Outcome;
 use crate::gateway::trace::TraceId;
 
 /// Messages a stream may have queued for a slow reader before its producer waits.
@@ -100,14 +100,6 @@ fn order_id(raw: &str, field: &str) -> Result<OrderId, ApiError> {
     Ok(OrderId::parse(raw)?)
 }
 
-fn recorded_order(executed: &Executed) -> Result<pb::Order, ApiError> {
-    match &executed.recorded {
-        Ok(Outcome::Order(order)) => Ok(convert::order(order)),
-        Ok(_) => Err(DomainError::Internal("unexpected idempotent outcome".into()).into()),
-        Err(error) => Err(error.clone().into()),
-    }
-}
-
 /// An error as a message, for bulk summaries and sessions.
 fn error_message(error: &ApiError) -> pb::Error {
     pb::Error {
@@ -151,7 +143,7 @@ impl OrdersService {
                     .create_order(command.clone())
                     .map(Outcome::Order)
             })?;
-        Ok((recorded_order(&executed)?, executed.replayed))
+        Ok((convert::order(executed.order()?), executed.replayed))
     }
 
     fn update(
@@ -214,7 +206,7 @@ impl OrdersService {
                     .map(Outcome::Order)
             })?;
         // The core names the fields of the order ("customer_id"); here they sit in `order`.
-        let order = recorded_order(&executed).map_err(|mut error| {
+        let order = executed.order().map(convert::order).map_err(|mut error| {
             error.violations = error
                 .violations
                 .into_iter()
@@ -243,7 +235,7 @@ impl OrdersService {
                     .cancel_order(id, reason.clone(), &expect)
                     .map(Outcome::Order)
             })?;
-        Ok((recorded_order(&executed)?, executed.replayed))
+        Ok((convert::order(executed.order()?), executed.replayed))
     }
 
     fn get(&self, request: &pb::GetOrderRequest) -> Result<pb::Order, ApiError> {

@@ -18,7 +18,7 @@ use crate::domain::model::{Customer, CustomerId, ItemId, Order, OrderId};
 use crate::domain::{DomainError, FieldViolation, NewItem, NewOrder, OrderFilter};
 use crate::gateway::ApiError;
 use crate::gateway::error::kind;
-use crate::gateway::idempotency::{Outcome, Recorded};
+use crate::gateway::idempotency::Outcome;
 use crate::gateway::trace::problem_body;
 use crate::protocols::rest::body::{
     JsonBody, OptionalJsonBody, PatchBody, from_value, json_from, json_object_from,
@@ -69,15 +69,6 @@ fn order_id(raw: &str) -> Result<OrderId, ApiError> {
 
 fn invalid(violations: Vec<FieldViolation>) -> ApiError {
     ApiError::invalid(violations)
-}
-
-/// The recorded order of an idempotent write, or its error.
-fn recorded_order(recorded: &Recorded) -> Result<&Order, ApiError> {
-    match recorded {
-        Ok(Outcome::Order(order)) => Ok(order),
-        Ok(_) => Err(DomainError::Internal("unexpected idempotent outcome".into()).into()),
-        Err(error) => Err(error.clone().into()),
-    }
 }
 
 fn order_body(order: &Order) -> JsonResponse {
@@ -168,7 +159,7 @@ pub async fn create(
     let executed = idempotent::run(&app, &headers, "create_order", &command, || {
         app.core.create_order(command.clone()).map(Outcome::Order)
     })?;
-    let response = recorded_order(&executed.recorded).map(|order| {
+    let response = executed.order().map(|order| {
         JsonResponse::created(&format!("/v1/orders/{}", order.id), &OrderV1::from(order))
             .etag(&version_etag(order.version))
             .into_response()
@@ -278,8 +269,9 @@ pub async fn modify(
             .update_order(id, changes.clone(), &expect)
             .map(Outcome::Order)
     })?;
-    let response =
-        recorded_order(&executed.recorded).map(|order| order_body(order).into_response());
+    let response = executed
+        .order()
+        .map(|order| order_body(order).into_response());
     Ok(idempotent::mark(&executed, response.into_response()))
 }
 
@@ -384,7 +376,7 @@ pub async fn cancel(
             .cancel_order(id, reason.clone(), &expect)
             .map(Outcome::Order)
     })?;
-    let response = recorded_order(&executed.recorded).and_then(|order| {
+    let response = executed.order().and_then(|order| {
         let resource = CancellationResourceV1::of(order).ok_or_else(|| {
             ApiError::from(DomainError::Internal(
                 "cancelled order has no cancellation".into(),
