@@ -1,4 +1,5 @@
-//! The command line: `polyport serve` and its flags, layered over the configuration file.
+//! The command line: `polyport serve` and its flags, layered over the configuration file, and
+//! `polyport bench` (its flags live with it, in `bench`).
 //!
 //! Precedence, highest first: flags, environment variables (`POLYPORT_ADDR`, `POLYPORT_CONFIG`),
 //! the `--config` file, the embedded defaults (`config/polyport.toml`).
@@ -30,6 +31,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the GraphQL schema (SDL), as checked in at schema.graphql.
     GraphqlSchema,
+    /// Compare the protocols side by side: the same operations over REST, gRPC, GraphQL,
+    /// WebSocket, SSE and long polling, against a running server (--target) or one started
+    /// in-process (--spawn). Prints a table; --json, --csv and --report write files.
+    Bench(crate::bench::BenchOptions),
 }
 
 /// `polyport serve` flags.
@@ -78,9 +83,16 @@ impl ServeArgs {
 /// Parses the command line, sets up logging and runs the chosen command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => {
+            init_logging("info");
+            serve(args)
+        }
+        Command::Bench(options) => {
+            // A spawned server logging every request would measure the logger: warnings only.
+            init_logging("warn");
+            crate::bench::main(options)
+        }
         Command::GraphqlSchema => {
             print!("{}", crate::protocols::graphql::sdl());
             ExitCode::SUCCESS
@@ -88,9 +100,10 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -8,8 +8,10 @@
 //!   on the core and back.
 //! - [`domain`] is the core: entities, rules, the store and the event log, with no protocol types.
 //! - [`config`] is the configuration file format and its defaults; [`app`] wires it all together.
+//! - [`bench`] is `polyport bench`, the side-by-side load generator and its reports.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod domain;

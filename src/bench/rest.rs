@@ -1,0 +1,158 @@
+//! The REST driver: `GET /v1/orders/{id}`, `GET /v1/orders?limit=50&include=items`,
+//! `POST /v1/orders` with an `Idempotency-Key`, over HTTP/1.1 or HTTP/2.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use super::fixtures::Fixtures;
+use super::http::{HttpClient, Version};
+use super::outcome::{OpError, expect_status};
+use super::wire::WireCounters;
+
+/// Page size of the `list` operation on every protocol.
+pub const PAGE: usize = 50;
+
+/// One REST connection.
+pub struct Rest {
+    http: HttpClient,
+}
+
+impl Rest {
+    /// Connects.
+    pub async fn connect(
+        addr: SocketAddr,
+        version: Version,
+        counters: &Arc<WireCounters>,
+        api_key: Option<&str>,
+    ) -> Result<Self, OpError> {
+        Ok(Self {
+            http: HttpClient::connect(addr, version, counters, api_key).await?,
+        })
+    }
+
+    /// Reads one order.
+    pub async fn get(&mut self, id: &str) -> Result<(), OpError> {
+        let request = self.http.get(&format!("/v1/orders/{id}"))?;
+        let (status, body) = self.http.call(request).await?;
+        expect_status(status, StatusCode::OK)?;
+        check_order(&parse(&body)?, Some(id))
+    }
+
+    /// Reads the first page of 50 orders with their items.
+    pub async fn list(&mut self) -> Result<(), OpError> {
+        let request = self
+            .http
+            .get(&format!("/v1/orders?limit={PAGE}&include=items"))?;
+        let (status, body) = self.http.call(request).await?;
+        expect_status(status, StatusCode::OK)?;
+        check_page(&parse(&body)?).map(|_| ())
+    }
+
+    /// Reads a page of 50 at `position` (`offset=N` or `cursor=...`) and returns its rows'
+    /// count and next cursor: the pagination scenario.
+    pub async fn page(&mut self, position: &str) -> Result<Option<String>, OpError> {
+        let request = self
+            .http
+            .get(&format!("/v1/orders?limit={PAGE}&{position}"))?;
+        let (status, body) = self.http.call(request).await?;
+        expect_status(status, StatusCode::OK)?;
+        check_page(&parse(&body)?)
+    }
+
+    /// Creates an order under `idempotency_key`.
+    pub async fn create(
+        &mut self,
+        fixtures: &Fixtures,
+        idempotency_key: &str,
+    ) -> Result<String, OpError> {
+        let mut request = self.http.post_json("/v1/orders", &create_body(fixtures))?;
+        request.headers_mut().insert(
+            "idempotency-key",
+            http::HeaderValue::from_str(idempotency_key)
+                .map_err(|e| OpError::Invalid(e.to_string()))?,
+        );
+        let (status, body) = self.http.call(request).await?;
+        expect_status(status, StatusCode::CREATED)?;
+        let order = parse(&body)?;
+        check_order(&order, None)?;
+        Ok(order["id"].as_str().unwrap_or_default().to_owned())
+    }
+}
+
+/// The `POST /v1/orders` body.
+pub fn create_body(fixtures: &Fixtures) -> Value {
+    json!({
+        "customer_id": fixtures.customer_id,
+        "items": fixtures.new_items().iter()
+            .map(|(product_id, quantity)| json!({ "product_id": product_id, "quantity": quantity }))
+            .collect::<Vec<_>>(),
+    })
+}
+
+fn parse(body: &[u8]) -> Result<Value, OpError> {
+    serde_json::from_slice(body).map_err(|e| OpError::Invalid(format!("not JSON: {e}")))
+}
+
+/// An order representation: has an id (the one asked for, if given) and items.
+pub fn check_order(order: &Value, id: Option<&str>) -> Result<(), OpError> {
+    let got = order["id"]
+        .as_str()
+        .ok_or_else(|| OpError::Invalid("no order id".into()))?;
+    if id.is_some_and(|id| id != got) {
+        return Err(OpError::Invalid(format!(
+            "asked for order {id:?}, got {got}"
+        )));
+    }
+    if !order["items"].is_array() {
+        return Err(OpError::Invalid("the order has no items array".into()));
+    }
+    Ok(())
+}
+
+/// A list envelope with 1 to 50 orders; returns its next cursor.
+fn check_page(page: &Value) -> Result<Option<String>, OpError> {
+    let rows = page["data"]
+        .as_array()
+        .ok_or_else(|| OpError::Invalid("no data array".into()))?;
+    if rows.is_empty() || rows.len() > PAGE {
+        return Err(OpError::Invalid(format!("a page of {} orders", rows.len())));
+    }
+    Ok(page["next_cursor"].as_str().map(str::to_owned))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_with_another_id_or_without_items_is_an_invalid_response() {
+        let order = json!({ "id": "7", "items": [] });
+        assert_eq!(check_order(&order, Some("7")), Ok(()));
+        assert!(matches!(
+            check_order(&order, Some("8")),
+            Err(OpError::Invalid(_))
+        ));
+        assert!(matches!(
+            check_order(&json!({ "id": "7" }), None),
+            Err(OpError::Invalid(_))
+        ));
+        assert!(matches!(
+            check_order(&json!({ "type": "/problems/not-found" }), None),
+            Err(OpError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn an_empty_or_oversized_page_is_an_invalid_response() {
+        assert_eq!(
+            check_page(&json!({ "data": [{}], "next_cursor": "c" })),
+            Ok(Some("c".into()))
+        );
+        assert!(check_page(&json!({ "data": [] })).is_err());
+        assert!(check_page(&json!({ "data": vec![json!({}); 51] })).is_err());
+        assert!(check_page(&json!({ "error": "x" })).is_err());
+    }
+}
