@@ -61,7 +61,7 @@ fn bars(
         let y = 10.0 + i as f64 * BAR_H;
         let _ = write!(
             svg,
-            r#"<text x="{}" y="{}" text-anchor="end" class="label">{}</text>"#,
+            r#"<text x="{}" y="{:.1}" text-anchor="end" class="label">{}</text>"#,
             LABEL_W - 8.0,
             y + BAR_H * 0.62,
             escape(&row.protocol)
@@ -83,7 +83,7 @@ fn bars(
         }
         let _ = write!(
             svg,
-            r#"<text x="{:.1}" y="{}" class="value">{} {}</text>"#,
+            r#"<text x="{:.1}" y="{:.1}" class="value">{} {}</text>"#,
             x + 6.0,
             y + BAR_H * 0.62,
             if total >= 100.0 {
@@ -156,7 +156,7 @@ fn curves(rows: &[Row]) -> String {
             left + plot_w,
             left - 6.0,
             y + 4.0,
-            micros(us as u64)
+            axis_label(us)
         );
         decade += 1.0;
     }
@@ -188,6 +188,17 @@ fn curves(rows: &[Row]) -> String {
     }
     svg.push_str("</svg></figure>\n");
     svg
+}
+
+/// A power of ten of microseconds, short: "100 µs", "10 ms", "1 s".
+fn axis_label(us: f64) -> String {
+    if us >= 1e6 {
+        format!("{} s", us / 1e6)
+    } else if us >= 1e3 {
+        format!("{} ms", us / 1e3)
+    } else {
+        format!("{us} µs")
+    }
 }
 
 fn table(report: &BenchReport) -> String {
@@ -326,6 +337,9 @@ mod tests {
         assert!(html.contains("grpc &quot;h2&quot; &lt;&amp;&gt;"));
         assert!(!html.contains("grpc \"h2\" <&>"));
         assert!(html.contains("class=\"winner\""));
+        assert_eq!(axis_label(100.0), "100 µs");
+        assert_eq!(axis_label(10_000.0), "10 ms");
+        assert_eq!(axis_label(1_000_000.0), "1 s");
         // Every polyline has points and no NaN crept into coordinates.
         assert!(!html.contains("NaN") && !html.contains("inf"), "{html}");
     }
