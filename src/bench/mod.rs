@@ -380,11 +380,12 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         let fixtures = fixtures::Fixtures::load(addr, opts.api_key.as_deref())
             .await
             .map_err(|e| {
-                let hint = outcome::hints([&e.kind()]).join("; ");
-                BenchError::Target(format!(
-                    "cannot read fixtures from {addr}: {} {e:?} {hint}",
-                    e.kind()
-                ))
+                let mut message = format!("cannot read fixtures from {addr}: {e}");
+                for hint in outcome::hints([&e.kind()]) {
+                    message.push_str("; ");
+                    message.push_str(&hint);
+                }
+                BenchError::Target(message)
             })?;
         let ctx = RunContext {
             opts: opts.clone(),

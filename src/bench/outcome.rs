@@ -55,6 +55,17 @@ impl OpError {
     }
 }
 
+impl std::fmt::Display for OpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connect(detail) | Self::Io(detail) | Self::Invalid(detail) => {
+                write!(f, "{}: {detail}", self.kind())
+            }
+            _ => f.write_str(&self.kind()),
+        }
+    }
+}
+
 /// Ok if `status` is `expected`, else the HTTP error.
 pub fn expect_status(status: StatusCode, expected: StatusCode) -> Result<(), OpError> {
     if status == expected {
