@@ -20,8 +20,9 @@ use crate::domain::events::MemoryEventLog;
 use crate::domain::pagination::CursorCodec;
 use crate::domain::seed;
 use crate::domain::store::MemoryStore;
+use crate::gateway::auth::Authenticator;
 use crate::gateway::idempotency::{Idempotency, Recorded};
-use crate::gateway::{serve, trace};
+use crate::gateway::{gate, serve, trace};
 use crate::protocols;
 use crate::protocols::rest::listing::PageLimits;
 
@@ -39,6 +40,8 @@ pub struct App {
     pub streams: Arc<ActiveStreams>,
     /// Webhook endpoints, deliveries and received messages.
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// Who is calling: API keys, tokens, certificates.
+    pub auth: Arc<Authenticator>,
     /// The gRPC health status (`grpc.health.v1.Health`), turned NOT_SERVING at shutdown.
     pub health: tonic_health::server::HealthReporter,
     draining: Arc<tokio::sync::watch::Sender<bool>>,
@@ -78,7 +81,16 @@ impl Drop for StreamGuard {
 
 impl App {
     /// Builds the in-memory store and event log, loading demo data if configured.
+    ///
+    /// # Panics
+    /// If the configuration is invalid (see [`App::try_new`]).
     pub fn new(config: Config) -> Self {
+        Self::try_new(config).unwrap_or_else(|error| panic!("invalid configuration: {error}"))
+    }
+
+    /// Like [`App::new`], but a bad credential setting is an error naming it.
+    pub fn try_new(config: Config) -> Result<Self, String> {
+        let auth = Arc::new(Authenticator::from_config(&config.auth)?);
         let store = Arc::new(MemoryStore::new());
         if config.data.demo {
             seed::load(store.as_ref(), config.data.demo_orders);
@@ -95,7 +107,8 @@ impl App {
         } else {
             config.pagination.cursor_secret.as_bytes().to_vec()
         };
-        Self {
+        Ok(Self {
+            auth,
             core: Arc::new(Core::new(store, events, CursorCodec::new(&secret))),
             idempotency: Arc::new(Idempotency::new(
                 config.idempotency.ttl,
@@ -106,7 +119,7 @@ impl App {
             streams: Arc::default(),
             health: tonic_health::server::HealthReporter::new(),
             draining: Arc::new(tokio::sync::watch::Sender::new(false)),
-        }
+        })
     }
 
     /// Page sizes for list endpoints.
@@ -142,6 +155,8 @@ impl App {
             .fallback(protocols::rest::route_not_found)
             // Bodies over the configured size are refused with 413 while being read.
             .layer(DefaultBodyLimit::max(self.config.server.body_limit_bytes))
+            // Who is calling: credentials to a principal, refusals in each protocol's idiom.
+            .layer(middleware::from_fn_with_state(self.clone(), gate::layer))
             // Outermost: trace id, request span and log line, problem+json rendering.
             .layer(middleware::from_fn(trace::layer))
     }

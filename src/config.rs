@@ -19,6 +19,8 @@ pub const DEFAULT_FILE: &str = include_str!("../config/polyport.toml");
 pub struct Config {
     /// Listener and HTTP limits.
     pub server: ServerConfig,
+    /// Authentication.
+    pub auth: AuthConfig,
     /// Demo data.
     pub data: DataConfig,
     /// The event log.
@@ -216,6 +218,60 @@ pub struct ServerConfig {
     /// How long in-flight requests may take to finish at shutdown.
     #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Duration,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// No authentication at all: every caller is an admin.
+    pub insecure_no_auth: bool,
+    /// API keys.
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// Client-certificate common names mapped to principals.
+    pub certificates: Vec<CertificateConfig>,
+    /// How long a WebSocket client has to authenticate in its first message.
+    #[serde(deserialize_with = "duration")]
+    pub first_message_timeout: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            insecure_no_auth: false,
+            api_keys: Vec::new(),
+            certificates: Vec::new(),
+            first_message_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One entry of `[auth] api_keys`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Who it is, for logs.
+    pub name: String,
+    /// `admin`, `customer` or `readonly`.
+    pub role: String,
+    /// For `customer`: the customer it is bound to.
+    pub customer_id: Option<String>,
+    /// The key itself (or give `sha256`).
+    pub secret: Option<String>,
+    /// The hex SHA-256 of the key (or give `secret`).
+    pub sha256: Option<String>,
+}
+
+/// One entry of `[auth] certificates`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// The client certificate's subject common name.
+    pub common_name: String,
+    /// `admin`, `customer` or `readonly`.
+    pub role: String,
+    /// For `customer`: the customer it is bound to.
+    pub customer_id: Option<String>,
 }
 
 /// `[data]`

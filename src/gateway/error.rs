@@ -27,6 +27,8 @@ pub enum GrpcCode {
     FailedPrecondition = 9,
     /// No valid credentials (or signature).
     Unauthenticated = 16,
+    /// Authenticated, but not allowed.
+    PermissionDenied = 7,
     /// A concurrency conflict; the client may retry after re-reading.
     Aborted = 10,
     /// The method does not exist.
@@ -47,6 +49,7 @@ impl GrpcCode {
             Self::ResourceExhausted => "RESOURCE_EXHAUSTED",
             Self::FailedPrecondition => "FAILED_PRECONDITION",
             Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::PermissionDenied => "PERMISSION_DENIED",
             Self::Aborted => "ABORTED",
             Self::Unimplemented => "UNIMPLEMENTED",
             Self::Internal => "INTERNAL",
@@ -120,6 +123,9 @@ pub mod kind {
         UNAUTHENTICATED = "unauthenticated", UNAUTHORIZED, Unauthenticated, "UNAUTHENTICATED",
             "Not authenticated",
             "The request lacks valid credentials; for inbound webhooks, a valid webhook-signature.";
+        FORBIDDEN = "forbidden", FORBIDDEN, PermissionDenied, "FORBIDDEN",
+            "Not allowed for this role",
+            "The caller is authenticated but its role does not allow this (readonly callers write nothing; customers read, create and cancel their own orders).";
         ILLEGAL_TRANSITION = "illegal-transition", CONFLICT, FailedPrecondition, "ILLEGAL_TRANSITION",
             "Illegal status transition",
             "The order's status cannot move that way (pending -> paid -> shipped -> delivered; cancelled only from pending or paid).";
@@ -214,6 +220,7 @@ impl From<DomainError> for ApiError {
             DomainError::InvalidState(_) => &kind::INVALID_STATE,
             DomainError::VersionMismatch { .. } => &kind::VERSION_MISMATCH,
             DomainError::AlreadyExists(_) => &kind::ALREADY_EXISTS,
+            DomainError::Forbidden(_) => &kind::FORBIDDEN,
             DomainError::Internal(cause) => {
                 // Log the cause here, inside the request's span (which carries the trace id);
                 // the client only gets the generic message and the trace id.

@@ -79,7 +79,13 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let version = request.version();
-    let span = tracing::info_span!("request", trace_id = %trace_id, %method, %path);
+    let span = tracing::info_span!(
+        "request",
+        trace_id = %trace_id,
+        %method,
+        %path,
+        principal = tracing::field::Empty
+    );
     let started = Instant::now();
 
     let mut response = next.run(request).instrument(span.clone()).await;
