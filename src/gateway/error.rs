@@ -162,6 +162,11 @@ pub mod kind {
     }
 }
 
+/// `delay` in whole seconds, rounded up and at least 1, as `Retry-After` wants it.
+pub fn whole_seconds(delay: std::time::Duration) -> u64 {
+    (delay.as_secs() + u64::from(delay.subsec_nanos() > 0)).max(1)
+}
+
 /// A fault to report: a row of the table, a detail for this occurrence, and field violations.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -171,6 +176,9 @@ pub struct ApiError {
     pub detail: String,
     /// For validation problems, each bad field.
     pub violations: Vec<FieldViolation>,
+    /// When retrying makes sense again (a rate limit): `Retry-After` on HTTP, `RetryInfo` on
+    /// gRPC, `extensions.retry_after` on GraphQL.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -180,6 +188,7 @@ impl ApiError {
             kind,
             detail: detail.into(),
             violations: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -193,6 +202,7 @@ impl ApiError {
             kind: &kind::VALIDATION,
             detail,
             violations,
+            retry_after: None,
         }
     }
 

@@ -143,6 +143,9 @@ pub fn problem_body(error: &ApiError, instance: Option<&str>, trace_id: Option<&
     if let Some(trace_id) = trace_id {
         body["trace_id"] = json!(trace_id.as_str());
     }
+    if let Some(delay) = error.retry_after {
+        body["retry_after"] = json!(super::error::whole_seconds(delay));
+    }
     if !error.violations.is_empty() {
         body["errors"] = error
             .violations

@@ -76,6 +76,9 @@ pub fn refuse(
             if let Some(trace_id) = trace_id {
                 extensions["trace_id"] = json!(trace_id.as_str());
             }
+            if let Some(delay) = error.retry_after {
+                extensions["retry_after"] = json!(crate::gateway::error::whole_seconds(delay));
+            }
             let body = json!({ "errors": [{ "message": error.detail, "extensions": extensions }] });
             let mut response = Response::new(Body::from(body.to_string()));
             *response.status_mut() = error.kind.status;

@@ -46,6 +46,9 @@ pub fn gql_error(ctx: &Context<'_>, error: impl Into<ApiError>) -> async_graphql
         if let Some(trace_id) = &trace_id {
             ext.set("trace_id", trace_id.as_str());
         }
+        if let Some(delay) = error.retry_after {
+            ext.set("retry_after", crate::gateway::error::whole_seconds(delay));
+        }
         if !error.violations.is_empty() {
             let list: Vec<async_graphql::Value> = error
                 .violations
