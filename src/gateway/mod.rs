@@ -1,10 +1,12 @@
 //! The gateway: everything between the socket and a protocol adapter.
 //!
 //! One port ([`serve`]), the cross-cutting HTTP layers ([`trace`]), the one error table
-//! ([`error`]) and the protocol-neutral idempotency store ([`idempotency`]).
+//! ([`error`]), and the protocol-neutral idempotency store ([`idempotency`]) and rate limiter
+//! ([`ratelimit`]).
 
 pub mod error;
 pub mod idempotency;
+pub mod ratelimit;
 pub mod serve;
 pub mod trace;
 
