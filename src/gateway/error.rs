@@ -153,6 +153,9 @@ pub mod kind {
         IDEMPOTENCY_KEY_REUSED = "idempotency-key-reused", UNPROCESSABLE_ENTITY, InvalidArgument, "IDEMPOTENCY_KEY_REUSED",
             "Idempotency-Key reused with a different request",
             "This key was used for a different request. Use a new key for a new request.";
+        RATE_LIMITED = "rate-limited", TOO_MANY_REQUESTS, ResourceExhausted, "RATE_LIMITED",
+            "Too many requests",
+            "The caller used up its quota (per principal, or per client IP without credentials). Wait for Retry-After (gRPC: the RetryInfo delay) before retrying; every response's RateLimit header says how much quota is left.";
         INTERNAL = "internal", INTERNAL_SERVER_ERROR, Internal, "INTERNAL_SERVER_ERROR",
             "Internal server error",
             "A bug on our side. The trace id identifies the request in the server's logs.";
@@ -269,6 +272,14 @@ mod tests {
         slugs.dedup();
         assert_eq!(slugs.len(), kind::ALL.len());
         assert!(kind::ALL.iter().all(|k| k.status.as_u16() >= 400));
+    }
+
+    #[test]
+    fn a_bare_429_is_the_rate_limited_row_on_every_protocol() {
+        let api = ApiError::for_status(StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(api.kind.slug, "rate-limited");
+        assert_eq!(api.kind.grpc.name(), "RESOURCE_EXHAUSTED");
+        assert_eq!(api.kind.graphql, "RATE_LIMITED");
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! The gateway: everything between the socket and a protocol adapter.
 //!
 //! One port ([`serve`]), the cross-cutting HTTP layers ([`trace`], [`gate`]), authentication
-//! ([`auth`]), the one error table ([`error`]) and the protocol-neutral idempotency store
-//! ([`idempotency`]).
+//! ([`auth`]), the one error table ([`error`]), and the protocol-neutral idempotency store
+//! ([`idempotency`]) and rate limiter ([`ratelimit`]).
 
 pub mod auth;
 pub mod error;
 pub mod gate;
 pub mod idempotency;
+pub mod ratelimit;
 pub mod serve;
 pub mod trace;
 
