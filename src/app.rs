@@ -22,6 +22,7 @@ use crate::domain::seed;
 use crate::domain::store::MemoryStore;
 use crate::gateway::auth::Authenticator;
 use crate::gateway::idempotency::{Idempotency, Recorded};
+use crate::gateway::ratelimit::RateLimiter;
 use crate::gateway::{gate, serve, trace};
 use crate::protocols;
 use crate::protocols::rest::listing::PageLimits;
@@ -42,6 +43,8 @@ pub struct App {
     pub webhooks: Arc<crate::webhooks::Webhooks>,
     /// Who is calling: API keys, tokens, certificates.
     pub auth: Arc<Authenticator>,
+    /// Requests per caller (principal, or client IP when anonymous).
+    pub limiter: Arc<RateLimiter>,
     /// The gRPC health status (`grpc.health.v1.Health`), turned NOT_SERVING at shutdown.
     pub health: tonic_health::server::HealthReporter,
     draining: Arc<tokio::sync::watch::Sender<bool>>,
@@ -109,6 +112,7 @@ impl App {
         };
         Ok(Self {
             auth,
+            limiter: Arc::new(RateLimiter::new(&config.rate_limit)),
             core: Arc::new(Core::new(store, events, CursorCodec::new(&secret))),
             idempotency: Arc::new(Idempotency::new(
                 config.idempotency.ttl,
@@ -155,7 +159,8 @@ impl App {
             .fallback(protocols::rest::route_not_found)
             // Bodies over the configured size are refused with 413 while being read.
             .layer(DefaultBodyLimit::max(self.config.server.body_limit_bytes))
-            // Who is calling: credentials to a principal, refusals in each protocol's idiom.
+            // Who is calling (credentials to a principal) and whether they may call now (rate
+            // limits); refusals in each protocol's idiom.
             .layer(middleware::from_fn_with_state(self.clone(), gate::layer))
             // Outermost: trace id, request span and log line, problem+json rendering.
             .layer(middleware::from_fn(trace::layer))
@@ -169,11 +174,19 @@ impl App {
     ) -> std::io::Result<()> {
         let sweeper = tokio::spawn({
             let idempotency = Arc::clone(&self.idempotency);
+            let limiter = Arc::clone(&self.limiter);
             async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                // Forget what no longer matters: expired idempotency keys, callers whose quota
+                // is full again.
+                let mut tick = tokio::time::interval(Duration::from_secs(10));
+                let mut n = 0u64;
                 loop {
                     tick.tick().await;
-                    idempotency.sweep();
+                    limiter.sweep();
+                    if n.is_multiple_of(6) {
+                        idempotency.sweep();
+                    }
+                    n += 1;
                 }
             }
         });

@@ -70,6 +70,11 @@ pub struct ServeArgs {
     /// trusted machine; the server says so loudly at start-up.
     #[arg(long)]
     pub insecure_no_auth: bool,
+
+    /// Switch rate limiting off (rate_limit.enabled = false), e.g. for load tests; the server
+    /// warns at start-up.
+    #[arg(long)]
+    pub no_rate_limit: bool,
 }
 
 impl ServeArgs {
@@ -95,6 +100,9 @@ impl ServeArgs {
         }
         if self.insecure_no_auth {
             config.auth.insecure_no_auth = true;
+        }
+        if self.no_rate_limit {
+            config.rate_limit.enabled = false;
         }
         Ok(config)
     }
@@ -164,6 +172,9 @@ fn serve(args: ServeArgs) -> ExitCode {
             tracing::warn!(
                 "AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can reach this port is an admin"
             );
+        }
+        if !app.limiter.is_enabled() {
+            tracing::warn!("rate limiting is OFF: any caller may send as many requests as it likes");
         }
         if let Some(key) = app.auth.dev_key() {
             tracing::warn!(

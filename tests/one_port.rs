@@ -145,6 +145,10 @@ fn help_explains_every_flag() {
         "--demo-orders",
         "POLYPORT_ADDR",
         "POLYPORT_CONFIG",
+        "--api-key",
+        "POLYPORT_API_KEYS",
+        "--insecure-no-auth",
+        "--no-rate-limit",
     ] {
         assert!(help.contains(flag), "serve --help lacks {flag}:\n{help}");
     }

@@ -3,24 +3,38 @@
 //! WebSocket upgrades are protected in exactly the same way.
 //!
 //! In order:
-//! 1. Work out the caller from the request's credentials (`gateway::auth`).
-//! 2. Refuse (in the protocol's idiom, `protocols::refusal`) what needs credentials and has
+//! 1. Work out the caller from the request's credentials (`gateway::auth`). This is cheap (a
+//!    hash, or a signature check) and tells the limiter whose quota to charge.
+//! 2. Rate limit: an authenticated caller draws on its principal's quota
+//!    (`rate_limit.caller`), anyone else, including a request with bad credentials, on its IP
+//!    address's (`rate_limit.anonymous`), so guessing keys is slowed down too. Over quota: 429
+//!    (or the protocol's equivalent) with `Retry-After`.
+//! 3. Refuse (in the protocol's idiom, `protocols::refusal`) what needs credentials and has
 //!    none or bad ones, with a `WWW-Authenticate` challenge.
-//! 3. Put the [`Principal`] on the request for the adapter, which hands it to the domain core.
+//! 4. Put the [`Principal`] on the request for the adapter, which hands it to the domain core.
+//!
+//! Every response that passed the limiter carries the `RateLimit-Policy`, `RateLimit` and
+//! `X-RateLimit-*` fields. The probes (`/healthz`, `/readyz`, gRPC health) are not limited:
+//! a load balancer must always be able to ask.
 //!
 //! Open without credentials: the probes, the problem-type documentation, the GraphiQL page,
 //! the OAuth endpoints (their clients authenticate in the request itself), signed inbound
 //! webhooks (the signature is the credential) and gRPC health. The WebSocket endpoints may
 //! also be opened without credentials; the client then authenticates in its first message.
 
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Method};
 
 use crate::app::App;
 use crate::domain::Principal;
+use crate::gateway::ApiError;
 use crate::gateway::auth::AuthError;
+use crate::gateway::error::kind;
+use crate::gateway::ratelimit::{Decision, Policy};
 use crate::gateway::trace::TraceId;
 use crate::protocols::refusal::{Idiom, refuse};
 
@@ -77,45 +91,98 @@ fn query_token(query: Option<&str>) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
-/// Middleware: authenticates the request and refuses it in its protocol's idiom if it must.
+/// True for the probes, which are never limited.
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz") || path.starts_with("/grpc.health.v1.Health/")
+}
+
+/// Middleware: authenticates and rate-limits the request, refusing it in its protocol's idiom
+/// if it must.
 pub async fn layer(State(app): State<App>, mut request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let query = request.uri().query().map(str::to_owned);
-    let needs = access(&method, &path, query.as_deref(), request.headers());
-    if needs == Access::Open {
+    if is_probe(&path) {
         return next.run(request).await;
     }
-    let token = if takes_query_token(&method, &path) {
-        query_token(query.as_deref())
+    let query = request.uri().query().map(str::to_owned);
+    let needs = access(&method, &path, query.as_deref(), request.headers());
+    let caller = if needs == Access::Open {
+        Ok(None)
     } else {
-        None
+        let token = if takes_query_token(&method, &path) {
+            query_token(query.as_deref())
+        } else {
+            None
+        };
+        app.auth.authenticate(request.headers(), token.as_deref())
     };
-    let result = app.auth.authenticate(request.headers(), token.as_deref());
-    let failure = match result {
+
+    let decision = match &caller {
+        Ok(Some(principal)) => app.limiter.check(Policy::Caller, &principal.name),
+        _ => {
+            let ip = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
+            app.limiter.check(Policy::Anonymous, &ip)
+        }
+    };
+    let mut limit_headers = HeaderMap::new();
+    decision.apply_to(&mut limit_headers);
+    if !decision.allowed {
+        tracing::info!(%path, policy = decision.policy.name(), "refused: rate limited");
+        return refuse(
+            Idiom::of(&method, &path, request.headers()),
+            &rate_limited(&decision),
+            request.extensions().get::<TraceId>(),
+            request.headers(),
+            limit_headers,
+        );
+    }
+
+    let failure = match caller {
         Ok(Some(principal)) => {
             tracing::Span::current().record("principal", &*principal.name);
             request.extensions_mut().insert::<Principal>(principal);
-            return next.run(request).await;
+            None
         }
-        Ok(None) if needs == Access::Deferrable => return next.run(request).await,
-        Ok(None) => AuthError::Missing,
-        Err(error) => error,
+        Ok(None) if needs != Access::Protected => None,
+        Ok(None) => Some(AuthError::Missing),
+        Err(error) => Some(error),
     };
-    let idiom = Idiom::of(&method, &path, request.headers());
-    let trace_id = request.extensions().get::<TraceId>().cloned();
-    let mut extra = HeaderMap::new();
-    if let Ok(challenge) = HeaderValue::from_str(&failure.challenge()) {
-        extra.insert(http::header::WWW_AUTHENTICATE, challenge);
+    if let Some(failure) = failure {
+        let mut extra = limit_headers;
+        if let Ok(challenge) = HeaderValue::from_str(&failure.challenge()) {
+            extra.insert(http::header::WWW_AUTHENTICATE, challenge);
+        }
+        tracing::info!(%path, reason = ?failure, "refused: not authenticated");
+        return refuse(
+            Idiom::of(&method, &path, request.headers()),
+            &failure.to_api(),
+            request.extensions().get::<TraceId>(),
+            request.headers(),
+            extra,
+        );
     }
-    tracing::info!(%path, reason = ?failure, "refused: not authenticated");
-    refuse(
-        idiom,
-        &failure.to_api(),
-        trace_id.as_ref(),
-        request.headers(),
-        extra,
-    )
+    let mut response = next.run(request).await;
+    response.headers_mut().extend(limit_headers);
+    response
+}
+
+/// The error for a refused `decision`, the same on every protocol.
+pub fn rate_limited(decision: &Decision) -> ApiError {
+    let mut error = ApiError::new(
+        &kind::RATE_LIMITED,
+        format!(
+            "too many requests: the '{}' policy allows {} per {} s; retry in {} s",
+            decision.policy.name(),
+            decision.limit,
+            decision.window.as_secs().max(1),
+            decision.retry_after_seconds().unwrap_or(1)
+        ),
+    );
+    error.retry_after = decision.retry_after;
+    error
 }
 
 #[cfg(test)]

@@ -32,10 +32,11 @@ impl TestServer {
     }
 
     /// A server with `config` (its `server.addr` is ignored: the port is picked by the OS).
-    /// Authentication is off (every caller is an admin): these are the tests of everything
-    /// else. `tests/auth.rs` uses [`TestServer::with_auth`].
+    /// Authentication and rate limits are off (every caller is an admin): these are the tests
+    /// of everything else. `tests/auth.rs` uses [`TestServer::with_auth`].
     pub async fn with_config(mut config: Config) -> Self {
         config.auth.insecure_no_auth = true;
+        config.rate_limit.enabled = false;
         Self::with_auth(config).await
     }
 

@@ -28,7 +28,11 @@
 //! token or silence closes the connection with 4401. A command the caller's role does not allow
 //! gets an `error` message (403, `forbidden`) and the connection stays open.
 //!
-//! Close codes: 4401 not authenticated; 1001 the server is shutting down; 1009 a message over
+//! Messages count against the caller's rate limit like requests do: the first one over the
+//! limit gets an `error` message (429, `rate-limited`, with `retry_after`); another one before
+//! the quota has room again closes the connection with 4429.
+//!
+//! Close codes: 4401 not authenticated; 4429 rate limited; 1001 the server is shutting down; 1009 a message over
 //! `push.ws_max_message_bytes`; 4000 no sign of life from the client for `push.ws_idle_timeout`
 //! (the server pings every `push.ws_ping_interval`, and browsers answer pings by themselves);
 //! 4008 slow consumer: the client's queue of `push.ws_queue` messages stayed full for
@@ -56,12 +60,16 @@ use crate::domain::feed::{self, EventFilter, FeedItem};
 use crate::domain::model::OrderId;
 use crate::domain::{FieldViolation, NewOrder, Principal};
 use crate::gateway::ApiError;
+use crate::gateway::gate::rate_limited;
+use crate::gateway::ratelimit::Policy;
 use crate::gateway::trace::{TraceId, problem_body};
 use crate::protocols::rest::body::from_value;
 use crate::protocols::rest::v1::dto::{NewItemV1, OrderV1};
 
 /// Close code: no valid credentials (in the upgrade request or the first message).
 pub const CLOSE_UNAUTHENTICATED: u16 = 4401;
+/// Close code: the client kept sending after being told it was over its rate limit.
+pub const CLOSE_RATE_LIMITED: u16 = 4429;
 /// Close code: no sign of life from the client.
 pub const CLOSE_IDLE: u16 = 4000;
 /// Close code: the client reads too slowly; its queue overflowed.
@@ -143,6 +151,8 @@ struct Session {
     who: Option<Principal>,
     /// Set by a command that ends the session (a failed `auth`): the close code and reason.
     closing: Option<(u16, String)>,
+    /// The last message was refused by the rate limiter (the next refusal closes).
+    limited: bool,
     trace_id: TraceId,
     /// Everything this client is sent goes through this bounded queue to the writer task; a
     /// client that reads too slowly fills it and is closed, instead of growing it or blocking us.
@@ -201,6 +211,7 @@ impl Session {
             app,
             who,
             closing: None,
+            limited: false,
             trace_id,
             out_tx,
             overflow_tx,
@@ -302,6 +313,18 @@ impl Session {
             }
         };
         let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
+        if let Some(who) = &self.who {
+            let decision = self.app.limiter.check(Policy::Caller, &who.name);
+            if !decision.allowed {
+                if self.limited {
+                    self.closing = Some((CLOSE_RATE_LIMITED, "rate limited".into()));
+                    return None;
+                }
+                self.limited = true;
+                return Some(self.error(id.as_deref(), &rate_limited(&decision)));
+            }
+            self.limited = false;
+        }
         let command: Command = match from_value(&value) {
             Ok(command) => command,
             Err(error) => return Some(self.error(id.as_deref(), &error)),
