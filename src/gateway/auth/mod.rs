@@ -1,0 +1,3 @@
+//! Authentication: bearer tokens ([`tokens`]).
+
+pub mod tokens;
