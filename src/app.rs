@@ -156,6 +156,11 @@ impl App {
             // gRPC is more routes on the same router: `/polyport.orders.v1.Orders/GetOrder`, ...
             .merge(protocols::grpc::routes(self))
             .merge(protocols::graphql::routes(self))
+            // OAuth 2.0: the token and revocation endpoints (their clients authenticate in the
+            // request itself).
+            .merge(crate::gateway::auth::oauth::routes(Arc::clone(
+                self.auth.tokens(),
+            )))
             .fallback(protocols::rest::route_not_found)
             // Bodies over the configured size are refused with 413 while being read.
             .layer(DefaultBodyLimit::max(self.config.server.body_limit_bytes))

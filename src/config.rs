@@ -5,7 +5,7 @@
 //! written today stays valid as fields are added (config that grows without breaking).
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -138,6 +138,61 @@ impl Default for RateLimitConfig {
             },
         }
     }
+}
+
+/// `[auth.tokens]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokensConfig {
+    /// The `iss` this server puts in the tokens it issues and requires in every token.
+    pub issuer: String,
+    /// The `aud` this server puts in the tokens it issues and requires in every token.
+    pub audience: String,
+    /// The HS256 signing secret (at least 32 bytes); empty means random per process.
+    pub hs256_secret: String,
+    /// Lifetime of an issued access token.
+    #[serde(deserialize_with = "duration")]
+    pub access_ttl: Duration,
+    /// Lifetime of an issued refresh token (each use replaces it with a fresh one).
+    #[serde(deserialize_with = "duration")]
+    pub refresh_ttl: Duration,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[serde(deserialize_with = "duration")]
+    pub leeway: Duration,
+    /// PEM public keys (RSA or Ed25519) of other issuers; each file's stem is its `kid`.
+    pub public_key_files: Vec<PathBuf>,
+    /// A JWKS file of public keys (RSA, Ed25519, P-256, P-384); empty means none.
+    pub jwks_file: PathBuf,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "polyport".into(),
+            audience: "polyport".into(),
+            hs256_secret: String::new(),
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(24 * 60 * 60),
+            leeway: Duration::from_secs(5),
+            public_key_files: Vec::new(),
+            jwks_file: PathBuf::new(),
+        }
+    }
+}
+
+/// One `[[auth.clients]]` entry: an OAuth 2.0 client and the role its tokens carry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The `client_id`.
+    pub id: String,
+    /// The `client_secret` (at least 16 characters); only its hash is kept in memory.
+    pub secret: String,
+    /// The role of every token issued to this client.
+    pub role: crate::gateway::auth::tokens::Role,
+    /// The customer the tokens are bound to; required when the role is `customer`.
+    #[serde(default)]
+    pub customer_id: Option<String>,
 }
 
 /// `[webhooks]`
@@ -334,6 +389,10 @@ pub struct AuthConfig {
     /// How long a WebSocket client has to authenticate in its first message.
     #[serde(deserialize_with = "duration")]
     pub first_message_timeout: Duration,
+    /// JWT access tokens and refresh tokens.
+    pub tokens: TokensConfig,
+    /// The OAuth 2.0 clients allowed at `POST /v1/auth/token` (`[[auth.clients]]`).
+    pub clients: Vec<ClientConfig>,
 }
 
 impl Default for AuthConfig {
@@ -343,6 +402,8 @@ impl Default for AuthConfig {
             api_keys: Vec::new(),
             certificates: Vec::new(),
             first_message_timeout: Duration::from_secs(5),
+            tokens: TokensConfig::default(),
+            clients: Vec::new(),
         }
     }
 }
@@ -555,7 +616,8 @@ impl Config {
                 "events.retain and events.subscriber_buffer must be positive".into(),
             ));
         }
-        self.rate_limit.check()
+        self.rate_limit.check()?;
+        self.auth.check()
     }
 }
 
@@ -587,6 +649,61 @@ impl RateLimitConfig {
                 return Err(ConfigError::Invalid(format!(
                     "rate_limit.{name}.window must be at least 1s (the RateLimit-Policy header \
                      counts whole seconds)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AuthConfig {
+    /// The `[auth]` checks that need no file: key files are read (and refused) when the token
+    /// service is built.
+    fn check(&self) -> Result<(), ConfigError> {
+        let t = &self.tokens;
+        if !t.hs256_secret.is_empty() && t.hs256_secret.len() < 32 {
+            return Err(ConfigError::Invalid(
+                "auth.tokens.hs256_secret must be at least 32 bytes (or empty for a random one)"
+                    .into(),
+            ));
+        }
+        if t.access_ttl.is_zero() || t.refresh_ttl.is_zero() {
+            return Err(ConfigError::Invalid(
+                "auth.tokens.access_ttl and auth.tokens.refresh_ttl must be positive".into(),
+            ));
+        }
+        if t.issuer.is_empty() || t.audience.is_empty() {
+            return Err(ConfigError::Invalid(
+                "auth.tokens.issuer and auth.tokens.audience must not be empty".into(),
+            ));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for client in &self.clients {
+            let id = &client.id;
+            if id.is_empty() || id.contains(':') {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.clients: '{id}' is not a client id (not empty, no ':')"
+                )));
+            }
+            if !ids.insert(id) {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.clients: the id '{id}' appears twice"
+                )));
+            }
+            if client.secret.chars().count() < 16 {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.clients '{id}': the secret must be at least 16 characters"
+                )));
+            }
+            if let Err(why) =
+                crate::domain::Role::parse(client.role.as_str(), client.customer_id.as_deref())
+            {
+                return Err(ConfigError::Invalid(format!("auth.clients '{id}': {why}")));
+            }
+            let is_customer = client.role == crate::gateway::auth::tokens::Role::Customer;
+            if is_customer != client.customer_id.is_some() {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.clients '{id}': customer_id is required for role customer, and only for it"
                 )));
             }
         }
@@ -670,5 +787,24 @@ mod tests {
             defaults.anonymous.refill_per_second
         );
         assert_eq!(config.rate_limit.caller, defaults.caller);
+    }
+
+    #[test]
+    fn auth_clients_are_checked_at_load() {
+        let client = |fields: &str| format!("[[auth.clients]]\nid = \"acme\"\n{fields}\n");
+        let good =
+            client("secret = \"0123456789abcdef\"\nrole = \"customer\"\ncustomer_id = \"1\"");
+        let config = Config::parse(&good, "t").unwrap();
+        assert_eq!(config.auth.clients[0].customer_id.as_deref(), Some("1"));
+        for bad in [
+            client("secret = \"short\"\nrole = \"admin\""),
+            client("secret = \"0123456789abcdef\"\nrole = \"customer\""),
+            client("secret = \"0123456789abcdef\"\nrole = \"admin\"\ncustomer_id = \"1\""),
+            client("secret = \"0123456789abcdef\"\nrole = \"customer\"\ncustomer_id = \"c1\""),
+            client("secret = \"0123456789abcdef\"\nrole = \"root\""),
+            "[auth.tokens]\nhs256_secret = \"too short\"\n".to_owned(),
+        ] {
+            assert!(Config::parse(&bad, "t").is_err(), "{bad}");
+        }
     }
 }

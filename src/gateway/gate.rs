@@ -54,7 +54,12 @@ pub fn access(method: &Method, path: &str, query: Option<&str>, headers: &Header
     let upgrade = headers
         .get(http::header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    // A CORS preflight never carries credentials (the browser sends them, if allowed, with
+    // the request that follows); the CORS layer behind the gate answers it.
+    let preflight = method == Method::OPTIONS
+        && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);
     match path {
+        _ if preflight => Access::Open,
         "/healthz" | "/readyz" | "/problems" | "/v1/auth/token" | "/v1/auth/revoke" => Access::Open,
         _ if path.starts_with("/problems/") => Access::Open,
         _ if path.starts_with("/grpc.health.v1.Health/") => Access::Open,

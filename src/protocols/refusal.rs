@@ -65,6 +65,20 @@ pub fn refuse(
                     .headers_mut()
                     .insert(CONTENT_TYPE, content_type.clone());
             }
+            if request_headers.contains_key(http::header::ORIGIN) {
+                // A gRPC-Web page on another origin: refused before the CORS layer, so say
+                // here what it would, or the page sees a network error instead of the status.
+                let headers = response.headers_mut();
+                headers.insert(
+                    http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    HeaderValue::from_static("*"),
+                );
+                if let Ok(exposed) =
+                    HeaderValue::from_str(&crate::protocols::grpc::EXPOSED_HEADERS.join(", "))
+                {
+                    headers.insert(http::header::ACCESS_CONTROL_EXPOSE_HEADERS, exposed);
+                }
+            }
             response
         }
         Idiom::Graphql => {

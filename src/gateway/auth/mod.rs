@@ -17,22 +17,28 @@
 //! failures in each protocol's idiom.
 
 pub mod keys;
+pub mod oauth;
+pub mod tokens;
 
 use axum::extract::FromRequestParts;
 use http::HeaderMap;
 use http::request::Parts;
 
-use crate::config::AuthConfig;
+use std::sync::Arc;
+
+use crate::config::{AuthConfig, ClientConfig};
 use crate::domain::{Principal, Role};
 use crate::gateway::ApiError;
 use crate::gateway::error::kind;
 
 use self::keys::ApiKeys;
+use self::tokens::TokenService;
 
 /// How the server authenticates.
-#[derive(Debug)]
 pub struct Authenticator {
     keys: ApiKeys,
+    /// JWT access tokens (issued here or by the configured issuers) and the OAuth clients.
+    tokens: Arc<TokenService>,
     /// Set in dev mode: the admin key generated at start-up, to print.
     dev_key: Option<String>,
     /// `--insecure-no-auth`: everyone is this admin.
@@ -80,23 +86,40 @@ impl Authenticator {
         if config.insecure_no_auth {
             return Ok(Self {
                 keys: ApiKeys::default(),
+                tokens: Arc::new(TokenService::new(config).map_err(|e| e.to_string())?),
                 dev_key: None,
                 open_to_all: Some(Principal::new("anonymous", Role::Admin)),
             });
         }
         let mut keys = ApiKeys::from_config(&config.api_keys)?;
-        let dev_key = if has_credentials(config) {
+        let mut config = config.clone();
+        let dev_key = if has_credentials(&config) {
             None
         } else {
+            // Dev mode: one generated secret, usable as an admin API key and as the secret of
+            // the OAuth client `dev` (so the token flow can be tried with curl at once).
             let key = keys::generate();
             keys.add("dev-admin", Role::Admin, &key)?;
+            config.clients.push(ClientConfig {
+                id: "dev".into(),
+                secret: key.clone(),
+                role: tokens::Role::Admin,
+                customer_id: None,
+            });
             Some(key)
         };
+        let tokens = TokenService::new(&config).map_err(|e| e.to_string())?;
         Ok(Self {
             keys,
+            tokens: Arc::new(tokens),
             dev_key,
             open_to_all: None,
         })
+    }
+
+    /// The token service, for the OAuth endpoints.
+    pub fn tokens(&self) -> &Arc<TokenService> {
+        &self.tokens
     }
 
     /// In dev mode, the generated admin key.
@@ -117,6 +140,15 @@ impl Authenticator {
         let secret = secret.trim();
         if secret.is_empty() {
             return Err(AuthError::Missing);
+        }
+        if looks_like_jwt(secret) {
+            let claims = self
+                .tokens
+                .verify_access(secret)
+                .map_err(|e| AuthError::Invalid(e.to_string()))?;
+            let role = Role::parse(claims.role.as_str(), claims.customer_id.as_deref())
+                .map_err(|e| AuthError::Invalid(format!("the token's role: {e}")))?;
+            return Ok(Principal::new(format!("token:{}", claims.subject), role));
         }
         self.keys
             .verify(secret)
@@ -155,7 +187,16 @@ pub fn check_exposure(config: &AuthConfig, addr: std::net::SocketAddr) -> Result
 
 /// True when the configuration names any way to authenticate.
 pub fn has_credentials(config: &AuthConfig) -> bool {
-    !config.api_keys.is_empty() || !config.certificates.is_empty()
+    !config.api_keys.is_empty()
+        || !config.certificates.is_empty()
+        || !config.clients.is_empty()
+        || !config.tokens.public_key_files.is_empty()
+        || !config.tokens.jwks_file.as_os_str().is_empty()
+}
+
+/// A JWT is three base64url parts joined by dots; API keys have no dots.
+fn looks_like_jwt(secret: &str) -> bool {
+    secret.bytes().filter(|b| *b == b'.').count() == 2
 }
 
 /// The secret in `Authorization: Bearer` or `X-API-Key`, if any. A malformed `Authorization`

@@ -124,7 +124,9 @@ async fn serve(
         .map(|message| match message {
             WsMessage::Text(text) => Message::Text(text.into()),
             WsMessage::Close(code, reason) => {
-                let code = if reason.starts_with(REFUSED) {
+                // async-graphql closes a refused init with 1002, and a subscribe before any
+                // init with 1011; graphql-transport-ws says 4401 for both.
+                let code = if reason.starts_with(REFUSED) || code == 1011 {
                     CLOSE_UNAUTHENTICATED
                 } else {
                     code
