@@ -21,6 +21,7 @@ use crate::domain::pagination::CursorCodec;
 use crate::domain::seed;
 use crate::domain::store::MemoryStore;
 use crate::gateway::idempotency::{Idempotency, Recorded};
+use crate::gateway::tls::Tls;
 use crate::gateway::{serve, trace};
 use crate::protocols;
 use crate::protocols::rest::listing::PageLimits;
@@ -146,12 +147,15 @@ impl App {
             .layer(middleware::from_fn(trace::layer))
     }
 
-    /// Serves on `listener` until `shutdown` completes, then drains in-flight requests.
+    /// Serves on `listener` (over TLS when `[tls]` names a certificate) until `shutdown`
+    /// completes, then drains in-flight requests. Fails at once if the TLS files cannot be loaded.
     pub async fn run(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
+        // Certificates are read before anything starts: a bad path fails here, clearly.
+        let tls = Tls::from_config(&self.config.tls)?;
         let sweeper = tokio::spawn({
             let idempotency = Arc::clone(&self.idempotency);
             async move {
@@ -186,7 +190,7 @@ impl App {
                 Arc::clone(&app.webhooks).run(log, drained, grace).await;
             }
         });
-        let result = serve::serve(listener, self.router(), shutdown, grace).await;
+        let result = serve::serve(listener, self.router(), tls, shutdown, grace).await;
         sweeper.abort();
         let _ = webhooks.await;
         result
