@@ -160,13 +160,14 @@ impl DevCerts {
                 .filter(|path| path.exists())
                 .map(|path| path.display().to_string())
                 .collect();
-            if !existing.is_empty() {
+            if let Some(first) = existing.first() {
+                let what = match existing.len() {
+                    1 => format!("{first} already exists"),
+                    n => format!("{first} and {} more files already exist", n - 1),
+                };
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::AlreadyExists,
-                    format!(
-                        "{} already exist(s); pass --force to overwrite",
-                        existing.join(", ")
-                    ),
+                    format!("{what}; pass --force to overwrite"),
                 ));
             }
         }
