@@ -269,6 +269,58 @@ async fn a_grpc_call_over_tls_with_a_client_certificate_succeeds() {
     assert_eq!(order.id, "1");
 }
 
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_request_over_tls_finish() {
+    let certs = Certs::new(&["workshop-admin"]);
+    let mut config = certs.config(ClientAuth::Required);
+    config.data.demo = false;
+    let server = TestServer::with_config(config).await;
+    let client = client(&certs.certs.ca_pem, Some(certs.client("workshop-admin")))
+        .build()
+        .unwrap();
+    let customer: serde_json::Value = client
+        .post(server.https_url("/v1/customers"))
+        .json(&serde_json::json!({"name": "Ada", "email": "ada@example.com"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let body = format!(
+        r#"{{"customer_id":"{}","items":[{{"product_id":"1","quantity":1}}]}}"#,
+        customer["id"].as_str().unwrap()
+    );
+    let (first, rest) = body.split_at(10);
+    let (first, rest) = (first.to_owned(), rest.to_owned());
+
+    // A request whose body arrives in two parts, with the shutdown signal in between, on a
+    // connection whose handshake is long done.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(2);
+    tx.send(Ok(first)).await.unwrap();
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let request = client
+        .post(server.https_url("/v1/orders"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send();
+    let in_flight = tokio::spawn(request);
+    // An ordering hint, not a timing assertion: let the server start on the request.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let stopping = tokio::spawn(server.stop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tx.send(Ok(rest)).await.unwrap();
+    drop(tx);
+
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request completes");
+    assert_eq!(response.status(), 201);
+    stopping.await.unwrap().expect("the server stops cleanly");
+}
+
 fn polyport() -> Command {
     Command::new(env!("CARGO_BIN_EXE_polyport"))
 }

@@ -85,13 +85,10 @@ pub async fn serve(
                 ));
             }
             Some(tls) => {
-                let tls = tls.clone();
-                let mut stopped = stopped.clone();
+                let (tls, stopped) = (tls.clone(), stopped.clone());
                 tokio::spawn(async move {
-                    tokio::select! {
-                        () = handshake_then_serve(builder, router, &tls, peer, stream, watcher) => {}
-                        _ = stopped.wait_for(|stopping| *stopping) => {}
-                    }
+                    handshake_then_serve(builder, router, &tls, peer, stream, stopped, watcher)
+                        .await;
                 });
             }
         }
@@ -112,19 +109,25 @@ pub async fn serve(
     Ok(())
 }
 
-/// Completes the TLS handshake on `stream` (within the configured timeout), reads the client's
-/// certificate, then serves the connection.
+/// Completes the TLS handshake on `stream` (within the configured timeout, and unless the
+/// server starts shutting down meanwhile), reads the client's certificate, then serves the
+/// connection (which drains like any other once it is established).
 async fn handshake_then_serve(
     builder: Arc<auto::Builder<TokioExecutor>>,
     router: Router,
     tls: &Tls,
     peer: SocketAddr,
     stream: TcpStream,
+    mut stopped: watch::Receiver<bool>,
     watcher: Watcher,
 ) {
-    let stream = match tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream))
-        .await
-    {
+    let handshake = tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream));
+    let handshake = tokio::select! {
+        result = handshake => result,
+        // No request has been read yet, so there is nothing to finish: just close.
+        _ = stopped.wait_for(|stopping| *stopping) => return,
+    };
+    let stream = match handshake {
         Ok(Ok(stream)) => stream,
         // Plaintext on the TLS port, an untrusted client certificate, a scanner: the client's
         // problem, logged quietly.
