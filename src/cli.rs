@@ -80,6 +80,28 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", conflicts_with = "no_demo_data")]
     pub demo_orders: Option<usize>,
 
+    /// An API key, as name:role:secret[:customer_id] (role: admin, customer or readonly; a
+    /// customer key names its customer). Repeat the flag, or comma-separate keys in the env
+    /// variable. Added to the keys of the config file. Note that flags are visible to other
+    /// users of the machine (ps); prefer the env variable or the file.
+    #[arg(
+        long = "api-key",
+        env = "POLYPORT_API_KEYS",
+        value_name = "KEY",
+        value_delimiter = ','
+    )]
+    pub api_keys: Vec<String>,
+
+    /// Turn authentication off: every caller is an admin. Only for load tests and demos on a
+    /// trusted machine; the server says so loudly at start-up.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+
+    /// Switch rate limiting off (rate_limit.enabled = false), e.g. for load tests; the server
+    /// warns at start-up.
+    #[arg(long)]
+    pub no_rate_limit: bool,
+
     /// Serve HTTPS with this certificate chain (PEM); needs --tls-key. [config: tls.cert_file]
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -109,6 +131,17 @@ impl ServeArgs {
         }
         if let Some(n) = self.demo_orders {
             config.data.demo_orders = n;
+        }
+        for spec in self.api_keys.iter().filter(|s| !s.trim().is_empty()) {
+            let key = crate::gateway::auth::keys::ApiKeys::parse_spec(spec)
+                .map_err(crate::config::ConfigError::Invalid)?;
+            config.auth.api_keys.push(key);
+        }
+        if self.insecure_no_auth {
+            config.auth.insecure_no_auth = true;
+        }
+        if self.no_rate_limit {
+            config.rate_limit.enabled = false;
         }
         if let Some(path) = &self.tls_cert {
             config.tls.cert_file = path.clone();
@@ -175,7 +208,7 @@ fn dev_certs(args: DevCertsArgs) -> ExitCode {
             client.name
         );
         println!(
-            "  curl --cacert {} --cert {} --key {} https://localhost:8080/v1/orders",
+            "  curl --cacert {} --cert {} --key {} https://localhost:8080/healthz",
             file("ca.pem"),
             file(&client_file(&client.name)),
             file(&client_key_file(&client.name)),
@@ -230,9 +263,35 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if let Err(refusal) = crate::gateway::auth::check_exposure(&config.auth, addr) {
+            tracing::error!("{refusal}");
+            return ExitCode::from(2);
+        }
         let shutdown = shutdown_signal();
         let started = std::time::Instant::now();
-        let app = App::new(config);
+        let app = match App::try_new(config) {
+            Ok(app) => app,
+            Err(error) => {
+                tracing::error!(%error, "cannot start: invalid configuration");
+                return ExitCode::from(2);
+            }
+        };
+        if app.auth.is_off() {
+            tracing::warn!(
+                "AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can reach this port is an admin"
+            );
+        }
+        if !app.limiter.is_enabled() {
+            tracing::warn!("rate limiting is OFF: any caller may send as many requests as it likes");
+        }
+        if let Some(key) = app.auth.dev_key() {
+            tracing::warn!(
+                "dev mode: no credentials are configured, so this run has a generated admin key \
+                 (send it as 'Authorization: Bearer <key>')"
+            );
+            // On stdout, alone on its line, so scripts can pick it up.
+            println!("POLYPORT_DEV_KEY={key}");
+        }
         tracing::info!(
             orders = app.core.store().order_count(),
             load_ms = started.elapsed().as_millis() as u64,

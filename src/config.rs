@@ -19,6 +19,8 @@ pub const DEFAULT_FILE: &str = include_str!("../config/polyport.toml");
 pub struct Config {
     /// Listener and HTTP limits.
     pub server: ServerConfig,
+    /// Authentication.
+    pub auth: AuthConfig,
     /// Demo data.
     pub data: DataConfig,
     /// The event log.
@@ -35,6 +37,8 @@ pub struct Config {
     pub graphql: GraphqlConfig,
     /// Webhooks, sent and received.
     pub webhooks: WebhooksConfig,
+    /// Rate limiting, per caller.
+    pub rate_limit: RateLimitConfig,
     /// HTTPS and mutual TLS (off by default).
     pub tls: TlsConfig,
 }
@@ -83,6 +87,105 @@ pub enum ClientAuth {
     Required,
     /// A client may present no certificate (it is then anonymous); a bad one still fails.
     Optional,
+}
+
+/// `[rate_limit]`: how many requests one caller may make (see `gateway::ratelimit`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Whether requests are limited at all. Off is for load tests; the server warns at start.
+    pub enabled: bool,
+    /// Which algorithm every policy uses.
+    pub algorithm: RateLimitAlgorithm,
+    /// The most callers tracked at once, per policy (memory stays bounded).
+    pub max_keys: usize,
+    /// The policy for authenticated callers, keyed by principal.
+    #[serde(deserialize_with = "caller_policy")]
+    pub caller: RateLimitPolicyConfig,
+    /// The policy for requests without valid credentials, keyed by client IP.
+    #[serde(deserialize_with = "anonymous_policy")]
+    pub anonymous: RateLimitPolicyConfig,
+}
+
+/// The rate-limiting algorithm: `"token_bucket"` or `"sliding_window"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitAlgorithm {
+    /// A bucket of `burst` tokens refilled at `refill_per_second`; a request takes one.
+    TokenBucket,
+    /// At most `limit` requests in any `window`.
+    SlidingWindow,
+}
+
+/// `[rate_limit.caller]`, `[rate_limit.anonymous]`: one policy, with the parameters of both
+/// algorithms (only the selected algorithm's are used). A field left out of a section keeps
+/// that policy's own default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitPolicyConfig {
+    /// Token bucket: the bucket's size, the most requests in a burst.
+    pub burst: u32,
+    /// Token bucket: tokens added per second, the sustained rate.
+    pub refill_per_second: u32,
+    /// Sliding window: the most requests in any `window`.
+    pub limit: u32,
+    /// Sliding window: the window's length.
+    pub window: Duration,
+}
+
+/// A policy section as written: every field optional, filled from the policy's defaults.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFields {
+    burst: Option<u32>,
+    refill_per_second: Option<u32>,
+    limit: Option<u32>,
+    #[serde(default, deserialize_with = "some_duration")]
+    window: Option<Duration>,
+}
+
+impl PolicyFields {
+    fn over(self, default: RateLimitPolicyConfig) -> RateLimitPolicyConfig {
+        RateLimitPolicyConfig {
+            burst: self.burst.unwrap_or(default.burst),
+            refill_per_second: self.refill_per_second.unwrap_or(default.refill_per_second),
+            limit: self.limit.unwrap_or(default.limit),
+            window: self.window.unwrap_or(default.window),
+        }
+    }
+}
+
+fn caller_policy<'de, D: Deserializer<'de>>(d: D) -> Result<RateLimitPolicyConfig, D::Error> {
+    Ok(PolicyFields::deserialize(d)?.over(RateLimitConfig::default().caller))
+}
+
+fn anonymous_policy<'de, D: Deserializer<'de>>(d: D) -> Result<RateLimitPolicyConfig, D::Error> {
+    Ok(PolicyFields::deserialize(d)?.over(RateLimitConfig::default().anonymous))
+}
+
+fn some_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            algorithm: RateLimitAlgorithm::TokenBucket,
+            max_keys: 10_000,
+            caller: RateLimitPolicyConfig {
+                burst: 200,
+                refill_per_second: 100,
+                limit: 6_000,
+                window: Duration::from_secs(60),
+            },
+            anonymous: RateLimitPolicyConfig {
+                burst: 20,
+                refill_per_second: 5,
+                limit: 300,
+                window: Duration::from_secs(60),
+            },
+        }
+    }
 }
 
 /// `[webhooks]`
@@ -264,6 +367,60 @@ pub struct ServerConfig {
     /// How long in-flight requests may take to finish at shutdown.
     #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Duration,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// No authentication at all: every caller is an admin.
+    pub insecure_no_auth: bool,
+    /// API keys.
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// Client-certificate common names mapped to principals.
+    pub certificates: Vec<CertificateConfig>,
+    /// How long a WebSocket client has to authenticate in its first message.
+    #[serde(deserialize_with = "duration")]
+    pub first_message_timeout: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            insecure_no_auth: false,
+            api_keys: Vec::new(),
+            certificates: Vec::new(),
+            first_message_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One entry of `[auth] api_keys`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Who it is, for logs.
+    pub name: String,
+    /// `admin`, `customer` or `readonly`.
+    pub role: String,
+    /// For `customer`: the customer it is bound to.
+    pub customer_id: Option<String>,
+    /// The key itself (or give `sha256`).
+    pub secret: Option<String>,
+    /// The hex SHA-256 of the key (or give `secret`).
+    pub sha256: Option<String>,
+}
+
+/// One entry of `[auth] certificates`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// The client certificate's subject common name.
+    pub common_name: String,
+    /// `admin`, `customer` or `readonly`.
+    pub role: String,
+    /// For `customer`: the customer it is bound to.
+    pub customer_id: Option<String>,
 }
 
 /// `[data]`
@@ -464,6 +621,41 @@ impl Config {
                 "events.retain and events.subscriber_buffer must be positive".into(),
             ));
         }
+        self.rate_limit.check()
+    }
+}
+
+impl RateLimitConfig {
+    /// The largest sliding-window `limit`: the sliding log keeps one timestamp (8 bytes) per
+    /// counted request, so a key at its limit holds `limit` of them.
+    pub const MAX_WINDOW_LIMIT: u32 = 1_000_000;
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.max_keys == 0 {
+            return Err(ConfigError::Invalid(
+                "rate_limit.max_keys must be positive".into(),
+            ));
+        }
+        for (name, policy) in [("caller", &self.caller), ("anonymous", &self.anonymous)] {
+            if policy.burst == 0 || policy.refill_per_second == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "rate_limit.{name}: burst and refill_per_second must be positive \
+                     (for less than one request per second use the sliding window)"
+                )));
+            }
+            if !(1..=Self::MAX_WINDOW_LIMIT).contains(&policy.limit) {
+                return Err(ConfigError::Invalid(format!(
+                    "rate_limit.{name}.limit must be between 1 and {}",
+                    Self::MAX_WINDOW_LIMIT
+                )));
+            }
+            if policy.window < Duration::from_secs(1) {
+                return Err(ConfigError::Invalid(format!(
+                    "rate_limit.{name}.window must be at least 1s (the RateLimit-Policy header \
+                     counts whole seconds)"
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -512,6 +704,38 @@ mod tests {
         assert!(Config::parse("[server]\nadress = \"1.2.3.4:5\"\n", "t").is_err());
         assert!(Config::parse("[idempotency]\nttl = \"forever\"\n", "t").is_err());
         assert!(Config::parse("[pagination]\ndefault_limit = 500\n", "t").is_err());
+    }
+
+    #[test]
+    fn rate_limit_policies_are_checked() {
+        let cases = [
+            ("[rate_limit]\nalgorithm = \"sliding_window\"\n", true),
+            ("[rate_limit]\nalgorithm = \"leaky\"\n", false),
+            ("[rate_limit]\nmax_keys = 0\n", false),
+            ("[rate_limit.caller]\nburst = 0\n", false),
+            ("[rate_limit.anonymous]\nrefill_per_second = 0\n", false),
+            ("[rate_limit.anonymous]\nlimit = 0\n", false),
+            ("[rate_limit.caller]\nlimit = 1000001\n", false),
+            ("[rate_limit.caller]\nwindow = \"500ms\"\n", false),
+            ("[rate_limit.caller]\nwindow = \"1s\"\n", true),
+            ("[rate_limit]\nenabled = false\n", true),
+            ("[rate_limit.caller]\nburts = 5\n", false),
+        ];
+        for (text, ok) in cases {
+            assert_eq!(Config::parse(text, "t").is_ok(), ok, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_partial_policy_keeps_that_policys_other_defaults() {
+        let config = Config::parse("[rate_limit.anonymous]\nburst = 7\n", "t").unwrap();
+        let defaults = RateLimitConfig::default();
+        assert_eq!(config.rate_limit.anonymous.burst, 7);
+        assert_eq!(
+            config.rate_limit.anonymous.refill_per_second,
+            defaults.anonymous.refill_per_second
+        );
+        assert_eq!(config.rate_limit.caller, defaults.caller);
     }
 
     #[test]

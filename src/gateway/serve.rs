@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -184,6 +185,9 @@ async fn serve_connection<IO>(
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let router = router.map_request(move |mut request: http::Request<Incoming>| {
+        // The peer also as axum's `ConnectInfo`, which the gate reads for per-IP rate limits
+        // of anonymous callers.
+        request.extensions_mut().insert(ConnectInfo(info.peer));
         request.extensions_mut().insert(info);
         if let Some(certificate) = &certificate {
             request.extensions_mut().insert(certificate.clone());
