@@ -23,6 +23,7 @@ use crate::domain::store::MemoryStore;
 use crate::gateway::auth::Authenticator;
 use crate::gateway::idempotency::{Idempotency, Recorded};
 use crate::gateway::ratelimit::RateLimiter;
+use crate::gateway::tls::Tls;
 use crate::gateway::{gate, serve, trace};
 use crate::protocols;
 use crate::protocols::rest::listing::PageLimits;
@@ -171,12 +172,15 @@ impl App {
             .layer(middleware::from_fn(trace::layer))
     }
 
-    /// Serves on `listener` until `shutdown` completes, then drains in-flight requests.
+    /// Serves on `listener` (over TLS when `[tls]` names a certificate) until `shutdown`
+    /// completes, then drains in-flight requests. Fails at once if the TLS files cannot be loaded.
     pub async fn run(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
+        // Certificates are read before anything starts: a bad path fails here, clearly.
+        let tls = Tls::from_config(&self.config.tls)?;
         let sweeper = tokio::spawn({
             let idempotency = Arc::clone(&self.idempotency);
             let limiter = Arc::clone(&self.limiter);
@@ -219,7 +223,7 @@ impl App {
                 Arc::clone(&app.webhooks).run(log, drained, grace).await;
             }
         });
-        let result = serve::serve(listener, self.router(), shutdown, grace).await;
+        let result = serve::serve(listener, self.router(), tls, shutdown, grace).await;
         sweeper.abort();
         let _ = webhooks.await;
         result

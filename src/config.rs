@@ -39,6 +39,54 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// Rate limiting, per caller.
     pub rate_limit: RateLimitConfig,
+    /// HTTPS and mutual TLS (off by default).
+    pub tls: TlsConfig,
+}
+
+/// `[tls]`: HTTPS on the same port, and optionally client certificates (mutual TLS).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain (PEM, leaf first). Empty, with `key_file`: plaintext.
+    pub cert_file: PathBuf,
+    /// The server's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// CA certificates (PEM) that sign acceptable client certificates. Empty: none are asked for.
+    pub client_ca_file: PathBuf,
+    /// Whether a client must present a certificate (when `client_ca_file` is set).
+    pub client_auth: ClientAuth,
+    /// How long a new connection may take to complete its TLS handshake.
+    #[serde(deserialize_with = "duration")]
+    pub handshake_timeout: Duration,
+}
+
+impl TlsConfig {
+    /// True when a certificate and key are configured, i.e. the port speaks HTTPS.
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.as_os_str().is_empty()
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert_file: PathBuf::new(),
+            key_file: PathBuf::new(),
+            client_ca_file: PathBuf::new(),
+            client_auth: ClientAuth::Required,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `tls.client_auth`: what happens to a client without a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// The handshake fails without a valid client certificate.
+    Required,
+    /// A client may present no certificate (it is then anonymous); a bad one still fails.
+    Optional,
 }
 
 /// `[rate_limit]`: how many requests one caller may make (see `gateway::ratelimit`).
@@ -611,6 +659,24 @@ impl Config {
                 "push.ws_ping_interval and push.sse_keepalive must be positive".into(),
             ));
         }
+        let tls = &self.tls;
+        if tls.cert_file.as_os_str().is_empty() != tls.key_file.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid(
+                "tls.cert_file and tls.key_file go together: set both (HTTPS) or neither".into(),
+            ));
+        }
+        if !tls.enabled() && !tls.client_ca_file.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid(
+                "tls.client_ca_file needs tls.cert_file and tls.key_file (client certificates \
+                 are only asked for over TLS)"
+                    .into(),
+            ));
+        }
+        if tls.handshake_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "tls.handshake_timeout must be positive".into(),
+            ));
+        }
         if self.events.retain == 0 || self.events.subscriber_buffer == 0 {
             return Err(ConfigError::Invalid(
                 "events.retain and events.subscriber_buffer must be positive".into(),
@@ -806,5 +872,23 @@ mod tests {
         ] {
             assert!(Config::parse(&bad, "t").is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tls_settings_that_cannot_work_together_are_refused() {
+        for text in [
+            "[tls]\ncert_file = \"server.pem\"\n",
+            "[tls]\nkey_file = \"server-key.pem\"\n",
+            "[tls]\nclient_ca_file = \"ca.pem\"\n",
+            "[tls]\nclient_auth = \"sometimes\"\n",
+            "[tls]\nhandshake_timeout = \"0s\"\n",
+        ] {
+            assert!(Config::parse(text, "t").is_err(), "accepted: {text}");
+        }
+        let text =
+            "[tls]\ncert_file = \"s.pem\"\nkey_file = \"k.pem\"\nclient_auth = \"optional\"\n";
+        let tls = Config::parse(text, "t").unwrap().tls;
+        assert!(tls.enabled());
+        assert_eq!(tls.client_auth, ClientAuth::Optional);
     }
 }

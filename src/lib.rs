@@ -8,10 +8,12 @@
 //!   on the core and back.
 //! - [`domain`] is the core: entities, rules, the store and the event log, with no protocol types.
 //! - [`config`] is the configuration file format and its defaults; [`app`] wires it all together.
+//! - [`devcerts`] makes demo certificates for HTTPS and mutual TLS (`polyport dev-certs`).
 
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod devcerts;
 pub mod domain;
 pub mod gateway;
 pub mod protocols;

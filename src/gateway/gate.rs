@@ -35,6 +35,7 @@ use crate::gateway::ApiError;
 use crate::gateway::auth::AuthError;
 use crate::gateway::error::kind;
 use crate::gateway::ratelimit::{Decision, Policy};
+use crate::gateway::tls::ClientCertificate;
 use crate::gateway::trace::TraceId;
 use crate::protocols::refusal::{Idiom, refuse};
 
@@ -119,7 +120,11 @@ pub async fn layer(State(app): State<App>, mut request: Request, next: Next) -> 
         } else {
             None
         };
-        app.auth.authenticate(request.headers(), token.as_deref())
+        app.auth.authenticate(
+            request.headers(),
+            token.as_deref(),
+            request.extensions().get::<ClientCertificate>(),
+        )
     };
 
     let decision = match &caller {

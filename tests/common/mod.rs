@@ -63,6 +63,11 @@ impl TestServer {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// `https://127.0.0.1:PORT{path}`, for a server started with `[tls]` configured.
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://{}{}", self.addr, path)
+    }
+
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.client.get(self.url(path))
     }

@@ -24,6 +24,7 @@ use axum::extract::FromRequestParts;
 use http::HeaderMap;
 use http::request::Parts;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{AuthConfig, ClientConfig};
@@ -33,10 +34,13 @@ use crate::gateway::error::kind;
 
 use self::keys::ApiKeys;
 use self::tokens::TokenService;
+use super::tls::ClientCertificate;
 
 /// How the server authenticates.
 pub struct Authenticator {
     keys: ApiKeys,
+    /// Client-certificate common names -> principals.
+    certificates: HashMap<String, Principal>,
     /// JWT access tokens (issued here or by the configured issuers) and the OAuth clients.
     tokens: Arc<TokenService>,
     /// Set in dev mode: the admin key generated at start-up, to print.
@@ -86,12 +90,26 @@ impl Authenticator {
         if config.insecure_no_auth {
             return Ok(Self {
                 keys: ApiKeys::default(),
+                certificates: HashMap::new(),
                 tokens: Arc::new(TokenService::new(config).map_err(|e| e.to_string())?),
                 dev_key: None,
                 open_to_all: Some(Principal::new("anonymous", Role::Admin)),
             });
         }
         let mut keys = ApiKeys::from_config(&config.api_keys)?;
+        let mut certificates = HashMap::new();
+        for (i, entry) in config.certificates.iter().enumerate() {
+            let name = entry.common_name.trim();
+            let role = Role::parse(&entry.role, entry.customer_id.as_deref())
+                .map_err(|e| format!("auth.certificates[{i}] ({name}): {e}"))?;
+            if name.is_empty() {
+                return Err(format!("auth.certificates[{i}]: needs a common_name"));
+            }
+            let principal = Principal::new(format!("cert:{name}"), role);
+            if certificates.insert(name.to_owned(), principal).is_some() {
+                return Err(format!("auth.certificates: '{name}' appears twice"));
+            }
+        }
         let mut config = config.clone();
         let dev_key = if has_credentials(&config) {
             None
@@ -111,6 +129,7 @@ impl Authenticator {
         let tokens = TokenService::new(&config).map_err(|e| e.to_string())?;
         Ok(Self {
             keys,
+            certificates,
             tokens: Arc::new(tokens),
             dev_key,
             open_to_all: None,
@@ -155,20 +174,37 @@ impl Authenticator {
             .ok_or_else(|| AuthError::Invalid("the API key is not valid".into()))
     }
 
-    /// Authenticates a request from its headers and, on the streaming endpoints,
-    /// `query_token`. `Ok(None)`: it presented nothing.
+    /// Authenticates a request from its headers, on the streaming endpoints `query_token`,
+    /// and over mutual TLS its verified client `certificate`. A secret in the request wins
+    /// over the certificate. `Ok(None)`: it presented nothing.
     pub fn authenticate(
         &self,
         headers: &HeaderMap,
         query_token: Option<&str>,
+        certificate: Option<&ClientCertificate>,
     ) -> Result<Option<Principal>, AuthError> {
         if let Some(everyone) = &self.open_to_all {
             return Ok(Some(everyone.clone()));
         }
-        match presented(headers)?.or(query_token) {
-            Some(secret) => self.verify_secret(secret).map(Some),
-            None => Ok(None),
+        if let Some(secret) = presented(headers)?.or(query_token) {
+            return self.verify_secret(secret).map(Some);
         }
+        let Some(certificate) = certificate else {
+            return Ok(None);
+        };
+        // rustls has verified the chain to the configured CA; the name says who it is.
+        certificate
+            .common_name
+            .as_ref()
+            .and_then(|name| self.certificates.get(name))
+            .cloned()
+            .map(Some)
+            .ok_or_else(|| {
+                AuthError::Invalid(format!(
+                    "the client certificate ({}) is valid but names no principal in auth.certificates",
+                    certificate.subject
+                ))
+            })
     }
 }
 
@@ -286,10 +322,10 @@ mod tests {
             (headers(&[("x-api-key", "ops-secret-1")]), None),
             (HeaderMap::new(), Some("ops-secret-1")),
         ] {
-            let who = auth.authenticate(&h, q).unwrap().unwrap();
+            let who = auth.authenticate(&h, q, None).unwrap().unwrap();
             assert_eq!(&*who.name, "key:ops");
         }
-        assert_eq!(auth.authenticate(&HeaderMap::new(), None), Ok(None));
+        assert_eq!(auth.authenticate(&HeaderMap::new(), None, None), Ok(None));
     }
 
     #[test]
@@ -302,7 +338,10 @@ mod tests {
             headers(&[("x-api-key", "nope-nope")]),
         ] {
             assert!(
-                matches!(auth.authenticate(&h, None), Err(AuthError::Invalid(_))),
+                matches!(
+                    auth.authenticate(&h, None, None),
+                    Err(AuthError::Invalid(_))
+                ),
                 "{h:?}"
             );
         }
@@ -325,7 +364,10 @@ mod tests {
         })
         .unwrap();
         assert!(auth.is_off());
-        let who = auth.authenticate(&HeaderMap::new(), None).unwrap().unwrap();
+        let who = auth
+            .authenticate(&HeaderMap::new(), None, None)
+            .unwrap()
+            .unwrap();
         assert_eq!(who.role, Role::Admin);
     }
 }
