@@ -30,6 +30,7 @@ use crate::app::App;
 use crate::domain::Principal;
 use crate::gateway::ApiError;
 use crate::gateway::trace::TraceId;
+use crate::protocols::push::ws::close_reason;
 
 /// Close code: no valid credentials.
 pub const CLOSE_UNAUTHENTICATED: u16 = 4401;
@@ -133,7 +134,7 @@ async fn serve(
                 };
                 Message::Close(Some(CloseFrame {
                     code,
-                    reason: truncate(&reason).into(),
+                    reason: close_reason(&reason).into(),
                 }))
             }
         });
@@ -197,18 +198,6 @@ fn close(code: u16, reason: &str) -> Message {
     }))
 }
 
-/// A close reason holds at most 123 bytes.
-fn truncate(reason: &str) -> String {
-    let mut out = String::new();
-    for c in reason.chars() {
-        if out.len() + c.len_utf8() > 120 {
-            break;
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +219,6 @@ mod tests {
 
     #[test]
     fn close_reasons_fit_in_a_frame() {
-        assert!(truncate(&"é".repeat(200)).len() <= 123);
+        assert!(close_reason(&"é".repeat(200)).len() <= 123);
     }
 }

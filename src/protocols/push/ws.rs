@@ -500,15 +500,7 @@ impl Session {
                 reply
             }
             Err(error) => {
-                // A close reason holds at most 123 bytes.
-                let mut reason = String::new();
-                for c in error.to_api().detail.chars() {
-                    if reason.len() + c.len_utf8() > 120 {
-                        break;
-                    }
-                    reason.push(c);
-                }
-                self.closing = Some((CLOSE_UNAUTHENTICATED, reason));
+                self.closing = Some((CLOSE_UNAUTHENTICATED, close_reason(&error.to_api().detail)));
                 Value::Null
             }
         }
@@ -520,6 +512,18 @@ impl Session {
             problem_body(error, None, Some(&self.trace_id)),
         )
     }
+}
+
+/// `text` cut to fit a close frame's reason (at most 123 bytes), on a character boundary.
+pub fn close_reason(text: &str) -> String {
+    let mut reason = String::new();
+    for c in text.chars() {
+        if reason.len() + c.len_utf8() > 120 {
+            break;
+        }
+        reason.push(c);
+    }
+    reason
 }
 
 /// `head`'s fields (the `op` and its addressing) followed by `body`'s.
