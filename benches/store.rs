@@ -17,7 +17,7 @@ use polyport::domain::model::{CustomerId, OrderId, ProductId, Quantity};
 use polyport::domain::pagination::{CursorCodec, Limit, PageRequest, Position, RowKey, SortSpec};
 use polyport::domain::seed;
 use polyport::domain::store::MemoryStore;
-use polyport::domain::{Core, NewItem, NewOrder, OrderFilter};
+use polyport::domain::{Core, NewItem, NewOrder, OrderFilter, Principal, Role};
 
 const ORDERS: usize = 100_000;
 
@@ -32,13 +32,14 @@ fn core_with(orders: usize) -> Core {
 }
 
 fn benches(c: &mut Criterion) {
+    let admin = Principal::new("bench", Role::Admin);
     let core = core_with(ORDERS);
 
     c.bench_function("get_order", |b| {
         let mut id = 0u64;
         b.iter(|| {
             id = id % ORDERS as u64 + 1;
-            black_box(core.order(OrderId(id)).unwrap());
+            black_box(core.order(&admin, OrderId(id)).unwrap());
         })
     });
 
@@ -53,7 +54,7 @@ fn benches(c: &mut Criterion) {
                 quantity: Quantity::parse(2).unwrap(),
             }],
         };
-        b.iter(|| black_box(core.create_order(command.clone()).unwrap()))
+        b.iter(|| black_box(core.create_order(&admin, command.clone()).unwrap()))
     });
 
     let mut group = c.benchmark_group("page_at_depth");
@@ -77,10 +78,10 @@ fn benches(c: &mut Criterion) {
             limit,
         };
         group.bench_with_input(BenchmarkId::new("keyset", depth), &keyset, |b, request| {
-            b.iter(|| black_box(core.list_orders(&OrderFilter::default(), request)))
+            b.iter(|| black_box(core.list_orders(&admin, &OrderFilter::default(), request)))
         });
         group.bench_with_input(BenchmarkId::new("offset", depth), &offset, |b, request| {
-            b.iter(|| black_box(core.list_orders(&OrderFilter::default(), request)))
+            b.iter(|| black_box(core.list_orders(&admin, &OrderFilter::default(), request)))
         });
     }
     group.finish();
@@ -91,7 +92,7 @@ fn benches(c: &mut Criterion) {
             position: Position::Start,
             limit: Limit::new(50),
         };
-        b.iter(|| black_box(core.list_orders(&OrderFilter::default(), &request)))
+        b.iter(|| black_box(core.list_orders(&admin, &OrderFilter::default(), &request)))
     });
 
     let mut slow = c.benchmark_group("preload");

@@ -20,8 +20,11 @@ use crate::domain::events::MemoryEventLog;
 use crate::domain::pagination::CursorCodec;
 use crate::domain::seed;
 use crate::domain::store::MemoryStore;
+use crate::gateway::auth::Authenticator;
 use crate::gateway::idempotency::{Idempotency, Recorded};
-use crate::gateway::{serve, trace};
+use crate::gateway::ratelimit::RateLimiter;
+use crate::gateway::tls::Tls;
+use crate::gateway::{gate, serve, trace};
 use crate::protocols;
 use crate::protocols::rest::listing::PageLimits;
 
@@ -39,6 +42,10 @@ pub struct App {
     pub streams: Arc<ActiveStreams>,
     /// Webhook endpoints, deliveries and received messages.
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// Who is calling: API keys, tokens, certificates.
+    pub auth: Arc<Authenticator>,
+    /// Requests per caller (principal, or client IP when anonymous).
+    pub limiter: Arc<RateLimiter>,
     /// The gRPC health status (`grpc.health.v1.Health`), turned NOT_SERVING at shutdown.
     pub health: tonic_health::server::HealthReporter,
     draining: Arc<tokio::sync::watch::Sender<bool>>,
@@ -78,7 +85,16 @@ impl Drop for StreamGuard {
 
 impl App {
     /// Builds the in-memory store and event log, loading demo data if configured.
+    ///
+    /// # Panics
+    /// If the configuration is invalid (see [`App::try_new`]).
     pub fn new(config: Config) -> Self {
+        Self::try_new(config).unwrap_or_else(|error| panic!("invalid configuration: {error}"))
+    }
+
+    /// Like [`App::new`], but a bad credential setting is an error naming it.
+    pub fn try_new(config: Config) -> Result<Self, String> {
+        let auth = Arc::new(Authenticator::from_config(&config.auth)?);
         let store = Arc::new(MemoryStore::new());
         if config.data.demo {
             seed::load(store.as_ref(), config.data.demo_orders);
@@ -95,7 +111,9 @@ impl App {
         } else {
             config.pagination.cursor_secret.as_bytes().to_vec()
         };
-        Self {
+        Ok(Self {
+            auth,
+            limiter: Arc::new(RateLimiter::new(&config.rate_limit)),
             core: Arc::new(Core::new(store, events, CursorCodec::new(&secret))),
             idempotency: Arc::new(Idempotency::new(
                 config.idempotency.ttl,
@@ -106,7 +124,7 @@ impl App {
             streams: Arc::default(),
             health: tonic_health::server::HealthReporter::new(),
             draining: Arc::new(tokio::sync::watch::Sender::new(false)),
-        }
+        })
     }
 
     /// Page sizes for list endpoints.
@@ -139,26 +157,45 @@ impl App {
             // gRPC is more routes on the same router: `/polyport.orders.v1.Orders/GetOrder`, ...
             .merge(protocols::grpc::routes(self))
             .merge(protocols::graphql::routes(self))
+            // OAuth 2.0: the token and revocation endpoints (their clients authenticate in the
+            // request itself).
+            .merge(crate::gateway::auth::oauth::routes(Arc::clone(
+                self.auth.tokens(),
+            )))
             .fallback(protocols::rest::route_not_found)
             // Bodies over the configured size are refused with 413 while being read.
             .layer(DefaultBodyLimit::max(self.config.server.body_limit_bytes))
+            // Who is calling (credentials to a principal) and whether they may call now (rate
+            // limits); refusals in each protocol's idiom.
+            .layer(middleware::from_fn_with_state(self.clone(), gate::layer))
             // Outermost: trace id, request span and log line, problem+json rendering.
             .layer(middleware::from_fn(trace::layer))
     }
 
-    /// Serves on `listener` until `shutdown` completes, then drains in-flight requests.
+    /// Serves on `listener` (over TLS when `[tls]` names a certificate) until `shutdown`
+    /// completes, then drains in-flight requests. Fails at once if the TLS files cannot be loaded.
     pub async fn run(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
+        // Certificates are read before anything starts: a bad path fails here, clearly.
+        let tls = Tls::from_config(&self.config.tls)?;
         let sweeper = tokio::spawn({
             let idempotency = Arc::clone(&self.idempotency);
+            let limiter = Arc::clone(&self.limiter);
             async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                // Forget what no longer matters: expired idempotency keys, callers whose quota
+                // is full again.
+                let mut tick = tokio::time::interval(Duration::from_secs(10));
+                let mut n = 0u64;
                 loop {
                     tick.tick().await;
-                    idempotency.sweep();
+                    limiter.sweep();
+                    if n.is_multiple_of(6) {
+                        idempotency.sweep();
+                    }
+                    n += 1;
                 }
             }
         });
@@ -186,7 +223,7 @@ impl App {
                 Arc::clone(&app.webhooks).run(log, drained, grace).await;
             }
         });
-        let result = serve::serve(listener, self.router(), shutdown, grace).await;
+        let result = serve::serve(listener, self.router(), tls, shutdown, grace).await;
         sweeper.abort();
         let _ = webhooks.await;
         result

@@ -35,6 +35,32 @@ pub enum Command {
     /// WebSocket, SSE and long polling, against a running server (--target) or one started
     /// in-process (--spawn). Prints a table; --json, --csv and --report write files.
     Bench(crate::bench::BenchOptions),
+    /// Make a demo CA, a server certificate for localhost and client certificates, for HTTPS
+    /// and mutual TLS (never for production).
+    DevCerts(DevCertsArgs),
+}
+
+/// `polyport dev-certs` flags.
+#[derive(Debug, Args)]
+pub struct DevCertsArgs {
+    /// Directory to write the PEM files into (created if missing).
+    #[arg(long, value_name = "DIR", default_value = "dev-certs")]
+    pub out: PathBuf,
+
+    /// A client certificate to make, with NAME as its common name (CN). Repeat for several.
+    #[arg(long = "client", value_name = "NAME", default_value = crate::devcerts::DEFAULT_CLIENT,
+          value_parser = client_name)]
+    pub clients: Vec<String>,
+
+    /// Overwrite files that already exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn client_name(name: &str) -> Result<String, String> {
+    crate::devcerts::check_client_name(name)
+        .map(|()| name.to_owned())
+        .map_err(|_| crate::devcerts::CLIENT_NAME_RULE.to_owned())
 }
 
 /// `polyport serve` flags.
@@ -58,6 +84,41 @@ pub struct ServeArgs {
     /// [default: 24]
     #[arg(long, value_name = "N", conflicts_with = "no_demo_data")]
     pub demo_orders: Option<usize>,
+
+    /// An API key, as name:role:secret[:customer_id] (role: admin, customer or readonly; a
+    /// customer key names its customer). Repeat the flag, or comma-separate keys in the env
+    /// variable. Added to the keys of the config file. Note that flags are visible to other
+    /// users of the machine (ps); prefer the env variable or the file.
+    #[arg(
+        long = "api-key",
+        env = "POLYPORT_API_KEYS",
+        value_name = "KEY",
+        value_delimiter = ','
+    )]
+    pub api_keys: Vec<String>,
+
+    /// Turn authentication off: every caller is an admin. Only for load tests and demos on a
+    /// trusted machine; the server says so loudly at start-up.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+
+    /// Switch rate limiting off (rate_limit.enabled = false), e.g. for load tests; the server
+    /// warns at start-up.
+    #[arg(long)]
+    pub no_rate_limit: bool,
+
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key. [config: tls.cert_file]
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert. [config: tls.key_file]
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Ask clients for certificates signed by these CAs (PEM): mutual TLS, required unless the
+    /// configuration says tls.client_auth = "optional". [config: tls.client_ca_file]
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -76,6 +137,28 @@ impl ServeArgs {
         if let Some(n) = self.demo_orders {
             config.data.demo_orders = n;
         }
+        for spec in self.api_keys.iter().filter(|s| !s.trim().is_empty()) {
+            let key = crate::gateway::auth::keys::ApiKeys::parse_spec(spec)
+                .map_err(crate::config::ConfigError::Invalid)?;
+            config.auth.api_keys.push(key);
+        }
+        if self.insecure_no_auth {
+            config.auth.insecure_no_auth = true;
+        }
+        if self.no_rate_limit {
+            config.rate_limit.enabled = false;
+        }
+        if let Some(path) = &self.tls_cert {
+            config.tls.cert_file = path.clone();
+        }
+        if let Some(path) = &self.tls_key {
+            config.tls.key_file = path.clone();
+        }
+        if let Some(path) = &self.tls_client_ca {
+            config.tls.client_ca_file = path.clone();
+        }
+        // The flags may complete (or break) what the file set up.
+        config.check()?;
         Ok(config)
     }
 }
@@ -97,7 +180,81 @@ pub fn main() -> ExitCode {
             print!("{}", crate::protocols::graphql::sdl());
             ExitCode::SUCCESS
         }
+        Command::DevCerts(args) => {
+            init_logging("info");
+            dev_certs(args)
+        }
     }
+}
+
+fn dev_certs(args: DevCertsArgs) -> ExitCode {
+    use crate::devcerts::{DevCerts, client_file, client_key_file};
+    let certs = match DevCerts::generate(&args.clients) {
+        Ok(certs) => certs,
+        Err(error) => {
+            tracing::error!(%error, "cannot make certificates");
+            return ExitCode::FAILURE;
+        }
+    };
+    let written = match certs.write(&args.out, args.force) {
+        Ok(written) => written,
+        Err(error) => {
+            tracing::error!(dir = %args.out.display(), %error, "cannot write certificates");
+            return ExitCode::FAILURE;
+        }
+    };
+    let file = |name: &str| args.out.join(name).display().to_string();
+    // A config file that serves mutual TLS and makes each client certificate a principal: the
+    // first client an admin, any others readonly (edit it to taste).
+    let config_path = args.out.join("mtls.toml");
+    let principals: Vec<String> = certs
+        .clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let role = if i == 0 { "admin" } else { "readonly" };
+            format!("  {{ common_name = \"{}\", role = \"{role}\" }},", c.name)
+        })
+        .collect();
+    let config_text = format!(
+        "# Written by `polyport dev-certs`: HTTPS with required client certificates, each one a\n\
+         # principal (see [auth] certificates in config/polyport.toml). Paths are relative to the\n\
+         # directory the server starts in.\n\
+         [tls]\ncert_file = {:?}\nkey_file = {:?}\nclient_ca_file = {:?}\n\n\
+         [auth]\ncertificates = [\n{}\n]\n",
+        file("server.pem"),
+        file("server-key.pem"),
+        file("ca.pem"),
+        principals.join("\n"),
+    );
+    if config_path.exists() && !args.force {
+        tracing::warn!(file = %config_path.display(), "kept the existing file (--force replaces it)");
+    } else if let Err(error) = std::fs::write(&config_path, config_text) {
+        tracing::error!(file = %config_path.display(), %error, "cannot write the config file");
+        return ExitCode::FAILURE;
+    }
+    println!("Wrote (a demo CA: never trust it outside a demo):");
+    for path in &written {
+        println!("  {}", path.display());
+    }
+    println!("  {}", config_path.display());
+    println!();
+    println!("HTTPS with required client certificates (mutual TLS), each one a principal:");
+    println!("  polyport serve --config {}", config_path.display());
+    for client in &certs.clients {
+        println!();
+        println!(
+            "As {} (add --http2 for HTTP/2, negotiated by ALPN):",
+            client.name
+        );
+        println!(
+            "  curl --cacert {} --cert {} --key {} https://localhost:8080/v1/orders/1",
+            file("ca.pem"),
+            file(&client_file(&client.name)),
+            file(&client_key_file(&client.name)),
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 fn init_logging(default_level: &str) {
@@ -119,6 +276,18 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The certificate files are checked before anything listens, so a wrong path is a start-up
+    // error, not a server that logs its https:// address and then stops. (`App::run` loads
+    // them again: reading a few PEM files twice costs nothing.)
+    if let Err(error) = crate::gateway::tls::Tls::from_config(&config.tls) {
+        tracing::error!(%error, "cannot start");
+        return ExitCode::from(2);
+    }
+    let scheme = if config.tls.enabled() {
+        "https"
+    } else {
+        "http"
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -135,16 +304,42 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if let Err(refusal) = crate::gateway::auth::check_exposure(&config.auth, addr) {
+            tracing::error!("{refusal}");
+            return ExitCode::from(2);
+        }
         let shutdown = shutdown_signal();
         let started = std::time::Instant::now();
-        let app = App::new(config);
+        let app = match App::try_new(config) {
+            Ok(app) => app,
+            Err(error) => {
+                tracing::error!(%error, "cannot start: invalid configuration");
+                return ExitCode::from(2);
+            }
+        };
+        if app.auth.is_off() {
+            tracing::warn!(
+                "AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can reach this port is an admin"
+            );
+        }
+        if !app.limiter.is_enabled() {
+            tracing::warn!("rate limiting is OFF: any caller may send as many requests as it likes");
+        }
+        if let Some(key) = app.auth.dev_key() {
+            tracing::warn!(
+                "dev mode: no credentials are configured, so this run has a generated admin key \
+                 (send it as 'Authorization: Bearer <key>')"
+            );
+            // On stdout, alone on its line, so scripts can pick it up.
+            println!("POLYPORT_DEV_KEY={key}");
+        }
         tracing::info!(
             orders = app.core.store().order_count(),
             load_ms = started.elapsed().as_millis() as u64,
             "data loaded"
         );
         match listener.local_addr() {
-            Ok(bound) => tracing::info!("listening on http://{bound}"),
+            Ok(bound) => tracing::info!("listening on {scheme}://{bound}"),
             Err(error) => tracing::warn!(%error, "listening, but the bound address is unknown"),
         }
         match app.run(listener, shutdown).await {

@@ -5,7 +5,7 @@
 //! written today stays valid as fields are added (config that grows without breaking).
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -19,6 +19,8 @@ pub const DEFAULT_FILE: &str = include_str!("../config/polyport.toml");
 pub struct Config {
     /// Listener and HTTP limits.
     pub server: ServerConfig,
+    /// Authentication.
+    pub auth: AuthConfig,
     /// Demo data.
     pub data: DataConfig,
     /// The event log.
@@ -35,6 +37,210 @@ pub struct Config {
     pub graphql: GraphqlConfig,
     /// Webhooks, sent and received.
     pub webhooks: WebhooksConfig,
+    /// Rate limiting, per caller.
+    pub rate_limit: RateLimitConfig,
+    /// HTTPS and mutual TLS (off by default).
+    pub tls: TlsConfig,
+}
+
+/// `[tls]`: HTTPS on the same port, and optionally client certificates (mutual TLS).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain (PEM, leaf first). Empty, with `key_file`: plaintext.
+    pub cert_file: PathBuf,
+    /// The server's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// CA certificates (PEM) that sign acceptable client certificates. Empty: none are asked for.
+    pub client_ca_file: PathBuf,
+    /// Whether a client must present a certificate (when `client_ca_file` is set).
+    pub client_auth: ClientAuth,
+    /// How long a new connection may take to complete its TLS handshake.
+    #[serde(deserialize_with = "duration")]
+    pub handshake_timeout: Duration,
+}
+
+impl TlsConfig {
+    /// True when a certificate and key are configured, i.e. the port speaks HTTPS.
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.as_os_str().is_empty()
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert_file: PathBuf::new(),
+            key_file: PathBuf::new(),
+            client_ca_file: PathBuf::new(),
+            client_auth: ClientAuth::Required,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `tls.client_auth`: what happens to a client without a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// The handshake fails without a valid client certificate.
+    Required,
+    /// A client may present no certificate (it is then anonymous); a bad one still fails.
+    Optional,
+}
+
+/// `[rate_limit]`: how many requests one caller may make (see `gateway::ratelimit`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Whether requests are limited at all. Off is for load tests; the server warns at start.
+    pub enabled: bool,
+    /// Which algorithm every policy uses.
+    pub algorithm: RateLimitAlgorithm,
+    /// The most callers tracked at once, per policy (memory stays bounded).
+    pub max_keys: usize,
+    /// The policy for authenticated callers, keyed by principal.
+    #[serde(deserialize_with = "caller_policy")]
+    pub caller: RateLimitPolicyConfig,
+    /// The policy for requests without valid credentials, keyed by client IP.
+    #[serde(deserialize_with = "anonymous_policy")]
+    pub anonymous: RateLimitPolicyConfig,
+}
+
+/// The rate-limiting algorithm: `"token_bucket"` or `"sliding_window"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitAlgorithm {
+    /// A bucket of `burst` tokens refilled at `refill_per_second`; a request takes one.
+    TokenBucket,
+    /// At most `limit` requests in any `window`.
+    SlidingWindow,
+}
+
+/// `[rate_limit.caller]`, `[rate_limit.anonymous]`: one policy, with the parameters of both
+/// algorithms (only the selected algorithm's are used). A field left out of a section keeps
+/// that policy's own default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitPolicyConfig {
+    /// Token bucket: the bucket's size, the most requests in a burst.
+    pub burst: u32,
+    /// Token bucket: tokens added per second, the sustained rate.
+    pub refill_per_second: u32,
+    /// Sliding window: the most requests in any `window`.
+    pub limit: u32,
+    /// Sliding window: the window's length.
+    pub window: Duration,
+}
+
+/// A policy section as written: every field optional, filled from the policy's defaults.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFields {
+    burst: Option<u32>,
+    refill_per_second: Option<u32>,
+    limit: Option<u32>,
+    #[serde(default, deserialize_with = "some_duration")]
+    window: Option<Duration>,
+}
+
+impl PolicyFields {
+    fn over(self, default: RateLimitPolicyConfig) -> RateLimitPolicyConfig {
+        RateLimitPolicyConfig {
+            burst: self.burst.unwrap_or(default.burst),
+            refill_per_second: self.refill_per_second.unwrap_or(default.refill_per_second),
+            limit: self.limit.unwrap_or(default.limit),
+            window: self.window.unwrap_or(default.window),
+        }
+    }
+}
+
+fn caller_policy<'de, D: Deserializer<'de>>(d: D) -> Result<RateLimitPolicyConfig, D::Error> {
+    Ok(PolicyFields::deserialize(d)?.over(RateLimitConfig::default().caller))
+}
+
+fn anonymous_policy<'de, D: Deserializer<'de>>(d: D) -> Result<RateLimitPolicyConfig, D::Error> {
+    Ok(PolicyFields::deserialize(d)?.over(RateLimitConfig::default().anonymous))
+}
+
+fn some_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            algorithm: RateLimitAlgorithm::TokenBucket,
+            max_keys: 10_000,
+            caller: RateLimitPolicyConfig {
+                burst: 200,
+                refill_per_second: 100,
+                limit: 6_000,
+                window: Duration::from_secs(60),
+            },
+            anonymous: RateLimitPolicyConfig {
+                burst: 20,
+                refill_per_second: 5,
+                limit: 300,
+                window: Duration::from_secs(60),
+            },
+        }
+    }
+}
+
+/// `[auth.tokens]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokensConfig {
+    /// The `iss` this server puts in the tokens it issues and requires in every token.
+    pub issuer: String,
+    /// The `aud` this server puts in the tokens it issues and requires in every token.
+    pub audience: String,
+    /// The HS256 signing secret (at least 32 bytes); empty means random per process.
+    pub hs256_secret: String,
+    /// Lifetime of an issued access token.
+    #[serde(deserialize_with = "duration")]
+    pub access_ttl: Duration,
+    /// Lifetime of an issued refresh token (each use replaces it with a fresh one).
+    #[serde(deserialize_with = "duration")]
+    pub refresh_ttl: Duration,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[serde(deserialize_with = "duration")]
+    pub leeway: Duration,
+    /// PEM public keys (RSA or Ed25519) of other issuers; each file's stem is its `kid`.
+    pub public_key_files: Vec<PathBuf>,
+    /// A JWKS file of public keys (RSA, Ed25519, P-256, P-384); empty means none.
+    pub jwks_file: PathBuf,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "polyport".into(),
+            audience: "polyport".into(),
+            hs256_secret: String::new(),
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(24 * 60 * 60),
+            leeway: Duration::from_secs(5),
+            public_key_files: Vec::new(),
+            jwks_file: PathBuf::new(),
+        }
+    }
+}
+
+/// One `[[auth.clients]]` entry: an OAuth 2.0 client and the role its tokens carry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The `client_id`.
+    pub id: String,
+    /// The `client_secret` (at least 16 characters); only its hash is kept in memory.
+    pub secret: String,
+    /// The role of every token issued to this client.
+    pub role: crate::gateway::auth::tokens::Role,
+    /// The customer the tokens are bound to; required when the role is `customer`.
+    #[serde(default)]
+    pub customer_id: Option<String>,
 }
 
 /// `[webhooks]`
@@ -218,6 +424,66 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
 }
 
+/// `[auth]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// No authentication at all: every caller is an admin.
+    pub insecure_no_auth: bool,
+    /// API keys.
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// Client-certificate common names mapped to principals.
+    pub certificates: Vec<CertificateConfig>,
+    /// How long a WebSocket client has to authenticate in its first message.
+    #[serde(deserialize_with = "duration")]
+    pub first_message_timeout: Duration,
+    /// JWT access tokens and refresh tokens.
+    pub tokens: TokensConfig,
+    /// The OAuth 2.0 clients allowed at `POST /v1/auth/token` (`[[auth.clients]]`).
+    pub clients: Vec<ClientConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            insecure_no_auth: false,
+            api_keys: Vec::new(),
+            certificates: Vec::new(),
+            first_message_timeout: Duration::from_secs(5),
+            tokens: TokensConfig::default(),
+            clients: Vec::new(),
+        }
+    }
+}
+
+/// One entry of `[auth] api_keys`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Who it is, for logs.
+    pub name: String,
+    /// `admin`, `customer` or `readonly`.
+    pub role: String,
+    /// For `customer`: the customer it is bound to.
+    pub customer_id: Option<String>,
+    /// The key itself (or give `sha256`).
+    pub secret: Option<String>,
+    /// The hex SHA-256 of the key (or give `secret`).
+    pub sha256: Option<String>,
+}
+
+/// One entry of `[auth] certificates`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// The client certificate's subject common name.
+    pub common_name: String,
+    /// `admin`, `customer` or `readonly`.
+    pub role: String,
+    /// For `customer`: the customer it is bound to.
+    pub customer_id: Option<String>,
+}
+
 /// `[data]`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -393,10 +659,119 @@ impl Config {
                 "push.ws_ping_interval and push.sse_keepalive must be positive".into(),
             ));
         }
+        let tls = &self.tls;
+        if tls.cert_file.as_os_str().is_empty() != tls.key_file.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid(
+                "tls.cert_file and tls.key_file go together: set both (HTTPS) or neither".into(),
+            ));
+        }
+        if !tls.enabled() && !tls.client_ca_file.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid(
+                "tls.client_ca_file needs tls.cert_file and tls.key_file (client certificates \
+                 are only asked for over TLS)"
+                    .into(),
+            ));
+        }
+        if tls.handshake_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "tls.handshake_timeout must be positive".into(),
+            ));
+        }
         if self.events.retain == 0 || self.events.subscriber_buffer == 0 {
             return Err(ConfigError::Invalid(
                 "events.retain and events.subscriber_buffer must be positive".into(),
             ));
+        }
+        self.rate_limit.check()?;
+        self.auth.check()
+    }
+}
+
+impl RateLimitConfig {
+    /// The largest sliding-window `limit`: the sliding log keeps one timestamp (8 bytes) per
+    /// counted request, so a key at its limit holds `limit` of them.
+    pub const MAX_WINDOW_LIMIT: u32 = 1_000_000;
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.max_keys == 0 {
+            return Err(ConfigError::Invalid(
+                "rate_limit.max_keys must be positive".into(),
+            ));
+        }
+        for (name, policy) in [("caller", &self.caller), ("anonymous", &self.anonymous)] {
+            if policy.burst == 0 || policy.refill_per_second == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "rate_limit.{name}: burst and refill_per_second must be positive \
+                     (for less than one request per second use the sliding window)"
+                )));
+            }
+            if !(1..=Self::MAX_WINDOW_LIMIT).contains(&policy.limit) {
+                return Err(ConfigError::Invalid(format!(
+                    "rate_limit.{name}.limit must be between 1 and {}",
+                    Self::MAX_WINDOW_LIMIT
+                )));
+            }
+            if policy.window < Duration::from_secs(1) {
+                return Err(ConfigError::Invalid(format!(
+                    "rate_limit.{name}.window must be at least 1s (the RateLimit-Policy header \
+                     counts whole seconds)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AuthConfig {
+    /// The `[auth]` checks that need no file: key files are read (and refused) when the token
+    /// service is built.
+    fn check(&self) -> Result<(), ConfigError> {
+        let t = &self.tokens;
+        if !t.hs256_secret.is_empty() && t.hs256_secret.len() < 32 {
+            return Err(ConfigError::Invalid(
+                "auth.tokens.hs256_secret must be at least 32 bytes (or empty for a random one)"
+                    .into(),
+            ));
+        }
+        if t.access_ttl.is_zero() || t.refresh_ttl.is_zero() {
+            return Err(ConfigError::Invalid(
+                "auth.tokens.access_ttl and auth.tokens.refresh_ttl must be positive".into(),
+            ));
+        }
+        if t.issuer.is_empty() || t.audience.is_empty() {
+            return Err(ConfigError::Invalid(
+                "auth.tokens.issuer and auth.tokens.audience must not be empty".into(),
+            ));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for client in &self.clients {
+            let id = &client.id;
+            if id.is_empty() || id.contains(':') {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.clients: '{id}' is not a client id (not empty, no ':')"
+                )));
+            }
+            if !ids.insert(id) {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.clients: the id '{id}' appears twice"
+                )));
+            }
+            if client.secret.chars().count() < 16 {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.clients '{id}': the secret must be at least 16 characters"
+                )));
+            }
+            if let Err(why) =
+                crate::domain::Role::parse(client.role.as_str(), client.customer_id.as_deref())
+            {
+                return Err(ConfigError::Invalid(format!("auth.clients '{id}': {why}")));
+            }
+            let is_customer = client.role == crate::gateway::auth::tokens::Role::Customer;
+            if is_customer != client.customer_id.is_some() {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.clients '{id}': customer_id is required for role customer, and only for it"
+                )));
+            }
         }
         Ok(())
     }
@@ -446,5 +821,74 @@ mod tests {
         assert!(Config::parse("[server]\nadress = \"1.2.3.4:5\"\n", "t").is_err());
         assert!(Config::parse("[idempotency]\nttl = \"forever\"\n", "t").is_err());
         assert!(Config::parse("[pagination]\ndefault_limit = 500\n", "t").is_err());
+    }
+
+    #[test]
+    fn rate_limit_policies_are_checked() {
+        let cases = [
+            ("[rate_limit]\nalgorithm = \"sliding_window\"\n", true),
+            ("[rate_limit]\nalgorithm = \"leaky\"\n", false),
+            ("[rate_limit]\nmax_keys = 0\n", false),
+            ("[rate_limit.caller]\nburst = 0\n", false),
+            ("[rate_limit.anonymous]\nrefill_per_second = 0\n", false),
+            ("[rate_limit.anonymous]\nlimit = 0\n", false),
+            ("[rate_limit.caller]\nlimit = 1000001\n", false),
+            ("[rate_limit.caller]\nwindow = \"500ms\"\n", false),
+            ("[rate_limit.caller]\nwindow = \"1s\"\n", true),
+            ("[rate_limit]\nenabled = false\n", true),
+            ("[rate_limit.caller]\nburts = 5\n", false),
+        ];
+        for (text, ok) in cases {
+            assert_eq!(Config::parse(text, "t").is_ok(), ok, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_partial_policy_keeps_that_policys_other_defaults() {
+        let config = Config::parse("[rate_limit.anonymous]\nburst = 7\n", "t").unwrap();
+        let defaults = RateLimitConfig::default();
+        assert_eq!(config.rate_limit.anonymous.burst, 7);
+        assert_eq!(
+            config.rate_limit.anonymous.refill_per_second,
+            defaults.anonymous.refill_per_second
+        );
+        assert_eq!(config.rate_limit.caller, defaults.caller);
+    }
+
+    #[test]
+    fn auth_clients_are_checked_at_load() {
+        let client = |fields: &str| format!("[[auth.clients]]\nid = \"acme\"\n{fields}\n");
+        let good =
+            client("secret = \"0123456789abcdef\"\nrole = \"customer\"\ncustomer_id = \"1\"");
+        let config = Config::parse(&good, "t").unwrap();
+        assert_eq!(config.auth.clients[0].customer_id.as_deref(), Some("1"));
+        for bad in [
+            client("secret = \"short\"\nrole = \"admin\""),
+            client("secret = \"0123456789abcdef\"\nrole = \"customer\""),
+            client("secret = \"0123456789abcdef\"\nrole = \"admin\"\ncustomer_id = \"1\""),
+            client("secret = \"0123456789abcdef\"\nrole = \"customer\"\ncustomer_id = \"c1\""),
+            client("secret = \"0123456789abcdef\"\nrole = \"root\""),
+            "[auth.tokens]\nhs256_secret = \"too short\"\n".to_owned(),
+        ] {
+            assert!(Config::parse(&bad, "t").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tls_settings_that_cannot_work_together_are_refused() {
+        for text in [
+            "[tls]\ncert_file = \"server.pem\"\n",
+            "[tls]\nkey_file = \"server-key.pem\"\n",
+            "[tls]\nclient_ca_file = \"ca.pem\"\n",
+            "[tls]\nclient_auth = \"sometimes\"\n",
+            "[tls]\nhandshake_timeout = \"0s\"\n",
+        ] {
+            assert!(Config::parse(text, "t").is_err(), "accepted: {text}");
+        }
+        let text =
+            "[tls]\ncert_file = \"s.pem\"\nkey_file = \"k.pem\"\nclient_auth = \"optional\"\n";
+        let tls = Config::parse(text, "t").unwrap().tls;
+        assert!(tls.enabled());
+        assert_eq!(tls.client_auth, ClientAuth::Optional);
     }
 }

@@ -9,11 +9,13 @@
 //! - [`domain`] is the core: entities, rules, the store and the event log, with no protocol types.
 //! - [`config`] is the configuration file format and its defaults; [`app`] wires it all together.
 //! - [`bench`] is `polyport bench`, the side-by-side load generator and its reports.
+//! - [`devcerts`] makes demo certificates for HTTPS and mutual TLS (`polyport dev-certs`).
 
 pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod devcerts;
 pub mod domain;
 pub mod gateway;
 pub mod protocols;

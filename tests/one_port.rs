@@ -145,6 +145,10 @@ fn help_explains_every_flag() {
         "--demo-orders",
         "POLYPORT_ADDR",
         "POLYPORT_CONFIG",
+        "--api-key",
+        "POLYPORT_API_KEYS",
+        "--insecure-no-auth",
+        "--no-rate-limit",
     ] {
         assert!(help.contains(flag), "serve --help lacks {flag}:\n{help}");
     }
@@ -152,14 +156,16 @@ fn help_explains_every_flag() {
     assert!(String::from_utf8(top.stdout).unwrap().contains("serve"));
 }
 
-/// Starts the binary, returns it and the address it logged.
+/// Starts the binary, returns it and the address it logged. Without credentials configured
+/// it runs in dev mode; [`dev_key`] reads the admin key it prints.
 fn spawn_binary(args: &[&str], envs: &[(&str, &str)]) -> (std::process::Child, String) {
     let mut child = polyport()
         .args(args)
+        .env_remove("POLYPORT_API_KEYS")
         .envs(envs.iter().copied())
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
@@ -176,6 +182,18 @@ fn spawn_binary(args: &[&str], envs: &[(&str, &str)]) -> (std::process::Child, S
     // Keep draining stderr so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     (child, addr)
+}
+
+/// The dev-mode admin key the binary printed on stdout (before it logged its address).
+fn dev_key(child: &mut std::process::Child) -> String {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first).unwrap();
+    first
+        .trim()
+        .strip_prefix("POLYPORT_DEV_KEY=")
+        .unwrap_or_else(|| panic!("dev mode prints its key first, got {first:?}"))
+        .to_owned()
 }
 
 fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
@@ -211,14 +229,17 @@ async fn polyport_addr_from_the_environment_is_used_and_no_demo_data_starts_empt
         &["serve", "--no-demo-data"],
         &[("POLYPORT_ADDR", "127.0.0.1:0")],
     );
-    let orders: serde_json::Value = reqwest::get(format!("http://{addr}/v1/orders"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let key = dev_key(&mut child);
+    let client = reqwest::Client::new();
+    let get = |path: &str| {
+        client
+            .get(format!("http://{addr}{path}"))
+            .bearer_auth(&key)
+            .send()
+    };
+    let orders: serde_json::Value = get("/v1/orders").await.unwrap().json().await.unwrap();
     assert_eq!(orders["data"], serde_json::json!([]));
-    let products: serde_json::Value = reqwest::get(format!("http://{addr}/v1/products?limit=100"))
+    let products: serde_json::Value = get("/v1/products?limit=100")
         .await
         .unwrap()
         .json()
@@ -266,9 +287,13 @@ fn the_config_file_sets_values_and_flags_override_it() {
         ],
         &[],
     );
+    let key = dev_key(&mut child);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let page: serde_json::Value = runtime.block_on(async {
-        reqwest::get(format!("http://{addr}/v1/orders"))
+        reqwest::Client::new()
+            .get(format!("http://{addr}/v1/orders"))
+            .bearer_auth(&key)
+            .send()
             .await
             .unwrap()
             .json()
@@ -321,4 +346,83 @@ async fn shutdown_ends_live_streams_with_unavailable_instead_of_waiting_out_the_
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("the stream's task is still running after shutdown");
+}
+
+#[tokio::test]
+async fn dev_mode_prints_an_admin_key_and_refuses_requests_without_it() {
+    let (mut child, addr) = spawn_binary(&["serve", "--addr", "127.0.0.1:0"], &[]);
+    let key = dev_key(&mut child);
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/v1/orders/1");
+    let anonymous = client.get(&url).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert!(anonymous.headers().contains_key("www-authenticate"));
+    let wrong = client
+        .get(&url)
+        .bearer_auth("pp_wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let admin = client.get(&url).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(admin.status(), 200);
+    let probe = client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), 200, "probes need no credentials");
+    assert_eq!(terminate(&mut child).code(), Some(0));
+}
+
+#[test]
+fn a_non_loopback_address_without_credentials_refuses_to_start() {
+    let output = polyport()
+        .args(["serve", "--addr", "0.0.0.0:0"])
+        .env_remove("POLYPORT_API_KEYS")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("refusing to listen"), "{stderr}");
+    assert!(stderr.contains("--insecure-no-auth"), "{stderr}");
+}
+
+#[tokio::test]
+async fn keys_from_the_environment_and_insecure_no_auth_work_as_documented() {
+    let (mut child, addr) = spawn_binary(
+        &["serve", "--addr", "0.0.0.0:0"],
+        &[(
+            "POLYPORT_API_KEYS",
+            "ops:readonly:ops-secret-1,ada:customer:ada-secret-1:1",
+        )],
+    );
+    let port = addr.rsplit(':').next().unwrap().to_owned();
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let client = reqwest::Client::new();
+    let read = client
+        .get(url("/v1/orders/2"))
+        .header("x-api-key", "ops-secret-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    let write = client
+        .delete(url("/v1/orders/2"))
+        .header("x-api-key", "ops-secret-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 403, "readonly writes nothing");
+    assert_eq!(terminate(&mut child).code(), Some(0));
+
+    let (mut open, addr) = spawn_binary(
+        &["serve", "--addr", "127.0.0.1:0", "--insecure-no-auth"],
+        &[],
+    );
+    let anyone = reqwest::get(format!("http://{addr}/v1/orders/1"))
+        .await
+        .unwrap();
+    assert_eq!(anyone.status(), 200);
+    assert_eq!(terminate(&mut open).code(), Some(0));
 }

@@ -92,7 +92,7 @@ pub fn hints<'a>(kinds: impl IntoIterator<Item = &'a String>) -> Vec<String> {
     }
     if limited {
         hints.push(
-            "the server rate-limited the load: start the server with rate limits off, or lower --rate / --connections"
+            "the server rate-limited the load: start the server with rate limits off (polyport serve --no-rate-limit), or lower --rate / --connections"
                 .to_owned(),
         );
     }

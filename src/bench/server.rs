@@ -35,6 +35,19 @@ pub fn spawn_config(opts: &BenchOptions) -> Config {
     config.idempotency.max_keys = 10_000_000;
     // Streams still open when the run ends should not hold the exit for the default 10 s.
     config.server.shutdown_grace = Duration::from_secs(1);
+    // The bench measures the protocols, not the quota: rate limits off. With --api-key the key
+    // becomes an admin key of the spawned server (so the auth gate's cost is in the figures);
+    // without one, authentication is off.
+    config.rate_limit.enabled = false;
+    match &opts.api_key {
+        Some(key) => config.auth.api_keys.push(crate::config::ApiKeyConfig {
+            name: "bench".into(),
+            role: "admin".into(),
+            secret: Some(key.clone()),
+            ..Default::default()
+        }),
+        None => config.auth.insecure_no_auth = true,
+    }
     config
 }
 

@@ -8,6 +8,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::access::{Action, Principal};
 use super::error::{DomainError, DomainResult, FieldViolation};
 use super::events::{Change, EventLog};
 use super::model::{
@@ -179,10 +180,12 @@ impl Core {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// The customers with these ids, in one lookup (ids that name nothing are left out).
-    pub fn customers_by_ids(&self, ids: &[CustomerId]) -> Vec<Customer> {
+    /// The customers with these ids that `who` may see, in one lookup (ids that name nothing
+    /// are left out).
+    pub fn customers_by_ids(&self, who: &Principal, ids: &[CustomerId]) -> Vec<Customer> {
         self.count_lookup();
         ids.iter()
+            .filter(|id| who.sees_customer(**id))
             .filter_map(|id| self.store.customer(*id))
             .collect()
     }
@@ -219,8 +222,12 @@ impl Core {
         }
     }
 
-    /// How many orders match `filter` (a full scan, as `SELECT count(*)` without an index).
-    pub fn count_orders(&self, filter: &OrderFilter) -> usize {
+    /// How many orders `who` sees match `filter` (a full scan, as `SELECT count(*)` without an
+    /// index).
+    pub fn count_orders(&self, who: &Principal, filter: &OrderFilter) -> usize {
+        let Some(filter) = scoped(who, filter) else {
+            return 0;
+        };
         let mut n = 0;
         self.store.scan_orders(None, &mut |order| {
             if filter.matches(order) {
@@ -268,26 +275,25 @@ impl Core {
 
     // ---- customers ----
 
-    /// One customer.
-    pub fn customer(&self, id: CustomerId) -> DomainResult<Customer> {
+    /// One customer (another customer's record is not found for a customer principal).
+    pub fn customer(&self, who: &Principal, id: CustomerId) -> DomainResult<Customer> {
         self.count_lookup();
         self.store
             .customer(id)
+            .filter(|_| who.sees_customer(id))
             .ok_or_else(|| DomainError::not_found(CustomerId::RESOURCE, id))
     }
 
-    /// A page of customers.
-    pub fn list_customers(&self, request: &PageRequest) -> Page<Customer> {
-        page_of(
-            self.store.customers(),
-            request,
-            |c| c.id.0,
-            customer_sort_value,
-        )
+    /// A page of the customers `who` may see.
+    pub fn list_customers(&self, who: &Principal, request: &PageRequest) -> Page<Customer> {
+        let mut customers = self.store.customers();
+        customers.retain(|c| who.sees_customer(c.id));
+        page_of(customers, request, |c| c.id.0, customer_sort_value)
     }
 
     /// Creates a customer; the email must be plausible and not taken.
-    pub fn create_customer(&self, new: NewCustomer) -> DomainResult<Customer> {
+    pub fn create_customer(&self, who: &Principal, new: NewCustomer) -> DomainResult<Customer> {
+        who.may(Action::CreateCustomer)?;
         let mut violations = Vec::new();
         let name = new.name.trim().to_owned();
         if name.is_empty() || name.chars().count() > 200 {
@@ -314,30 +320,47 @@ impl Core {
 
     // ---- orders: reads ----
 
-    /// One order.
-    pub fn order(&self, id: OrderId) -> DomainResult<Order> {
+    /// One order (another customer's is not found for a customer principal).
+    pub fn order(&self, who: &Principal, id: OrderId) -> DomainResult<Order> {
         self.store
             .order(id)
+            .filter(|order| who.sees(order))
             .ok_or_else(|| DomainError::not_found(OrderId::RESOURCE, id))
     }
 
     /// One item of an order.
-    pub fn item(&self, order_id: OrderId, item_id: ItemId) -> DomainResult<Item> {
-        self.order(order_id)?
+    pub fn item(&self, who: &Principal, order_id: OrderId, item_id: ItemId) -> DomainResult<Item> {
+        self.order(who, order_id)?
             .item(item_id)
             .cloned()
             .ok_or_else(|| DomainError::not_found(ItemId::RESOURCE, item_id))
     }
 
     /// A page of an order's items.
-    pub fn list_items(&self, order_id: OrderId, request: &PageRequest) -> DomainResult<Page<Item>> {
-        let order = self.order(order_id)?;
+    pub fn list_items(
+        &self,
+        who: &Principal,
+        order_id: OrderId,
+        request: &PageRequest,
+    ) -> DomainResult<Page<Item>> {
+        let order = self.order(who, order_id)?;
         Ok(page_of(order.items, request, |i| i.id.0, item_sort_value))
     }
 
     /// The ids of a page of orders matching `filter`, without reading the orders (see
     /// [`Core::list_orders`] for the cost). A limit of `usize::MAX` sorts every match once.
-    pub fn order_ids(&self, filter: &OrderFilter, request: &PageRequest) -> Page<u64> {
+    pub fn order_ids(
+        &self,
+        who: &Principal,
+        filter: &OrderFilter,
+        request: &PageRequest,
+    ) -> Page<u64> {
+        let Some(filter) = scoped(who, filter) else {
+            return Page {
+                rows: Vec::new(),
+                next: None,
+            };
+        };
         if request.sort.is_by_id() {
             let (after, skip) = match &request.position {
                 Position::Start => (None, 0),
@@ -383,8 +406,13 @@ impl Core {
     /// the walk stops after `limit + 1` matches: the cost is independent of depth. Any other sort
     /// (or an offset) looks at every order, which is what a real database without a matching
     /// index would do too.
-    pub fn list_orders(&self, filter: &OrderFilter, request: &PageRequest) -> Page<Order> {
-        let ids = self.order_ids(filter, request);
+    pub fn list_orders(
+        &self,
+        who: &Principal,
+        filter: &OrderFilter,
+        request: &PageRequest,
+    ) -> Page<Order> {
+        let ids = self.order_ids(who, filter, request);
         // An order deleted between the scan and here is left out of the page.
         let rows = ids
             .rows
@@ -400,7 +428,13 @@ impl Core {
     // ---- orders: writes ----
 
     /// Creates an order for an existing customer from existing products.
-    pub fn create_order(&self, new: NewOrder) -> DomainResult<Order> {
+    pub fn create_order(&self, who: &Principal, new: NewOrder) -> DomainResult<Order> {
+        who.may(Action::CreateOrder)?;
+        if !who.sees_customer(new.customer_id) {
+            return Err(DomainError::Forbidden(
+                "a customer places orders only for itself".into(),
+            ));
+        }
         let mut violations = Vec::new();
         if self.store.customer(new.customer_id).is_none() {
             violations.push(FieldViolation::new(
@@ -438,10 +472,12 @@ impl Core {
     /// the version and emits no event.
     pub fn update_order(
         &self,
+        who: &Principal,
         id: OrderId,
         changes: OrderChanges,
         expect: &Expect,
     ) -> DomainResult<Order> {
+        who.may(Action::ChangeOrder)?;
         // Price new items outside the order's lock: it reads the catalog only.
         let mut violations = Vec::new();
         let new_items = changes
@@ -465,6 +501,7 @@ impl Core {
         let (order, _) = self.store.update_order(
             id,
             &mut |order| {
+                visible(who, order)?;
                 check_version(order, expect)?;
                 let mut made = Vec::new();
                 let mut content_changed = false;
@@ -512,10 +549,12 @@ impl Core {
     /// Adds one item to a pending order; returns the order and the new item's id.
     pub fn add_item(
         &self,
+        who: &Principal,
         id: OrderId,
         new: NewItem,
         expect: &Expect,
     ) -> DomainResult<(Order, ItemId)> {
+        who.may(Action::ChangeOrder)?;
         let product = self.store.product(new.product_id).ok_or_else(|| {
             DomainError::invalid(
                 "product_id",
@@ -526,6 +565,7 @@ impl Core {
         let (order, made) = self.store.update_order(
             id,
             &mut |order| {
+                visible(who, order)?;
                 check_version(order, expect)?;
                 require_pending(order, "the items")?;
                 if order.items.len() >= Order::MAX_ITEMS {
@@ -565,10 +605,12 @@ impl Core {
     /// Cancels a pending or paid order, recording the reason.
     pub fn cancel_order(
         &self,
+        who: &Principal,
         id: OrderId,
         reason: Option<String>,
         expect: &Expect,
     ) -> DomainResult<Order> {
+        who.may(Action::CancelOrder)?;
         if let Some(reason) = &reason
             && reason.chars().count() > 500
         {
@@ -581,6 +623,7 @@ impl Core {
         let (order, _) = self.store.update_order(
             id,
             &mut |order| {
+                visible(who, order)?;
                 check_version(order, expect)?;
                 let change = transition(order, OrderStatus::Cancelled, reason.clone())?;
                 touch(order);
@@ -592,12 +635,24 @@ impl Core {
     }
 
     /// Deletes an order. Its id is never issued again.
-    pub fn delete_order(&self, id: OrderId, expect: &Expect) -> DomainResult<Order> {
+    pub fn delete_order(
+        &self,
+        who: &Principal,
+        id: OrderId,
+        expect: &Expect,
+    ) -> DomainResult<Order> {
+        who.may(Action::DeleteOrder)?;
         let events = &self.events;
-        self.store
-            .remove_order(id, &mut |order| check_version(order, expect), &mut |last| {
+        self.store.remove_order(
+            id,
+            &mut |order| {
+                visible(who, order)?;
+                check_version(order, expect)
+            },
+            &mut |last| {
                 events.append(last, Change::Deleted);
-            })
+            },
+        )
     }
 
     /// Looks up and prices `items`, reporting problems under `items[i]`. Returns the priced items
@@ -648,6 +703,29 @@ impl Core {
 fn publish(events: &dyn EventLog, order: &Order, changes: Vec<Change>) {
     for change in changes {
         events.append(order, change);
+    }
+}
+
+/// `filter` narrowed to what `who` may see; `None` when that is nothing at all (a customer
+/// asking for another customer's orders).
+fn scoped(who: &Principal, filter: &OrderFilter) -> Option<OrderFilter> {
+    match (who.customer(), filter.customer_id) {
+        (None, _) => Some(filter.clone()),
+        (Some(own), Some(asked)) if own != asked => None,
+        (Some(own), _) => Some(OrderFilter {
+            customer_id: Some(own),
+            ..filter.clone()
+        }),
+    }
+}
+
+/// Another customer's order is *not found* for a customer principal, exactly like an id that
+/// never existed, so order ids cannot be probed.
+fn visible(who: &Principal, order: &Order) -> DomainResult<()> {
+    if who.sees(order) {
+        Ok(())
+    } else {
+        Err(DomainError::not_found(OrderId::RESOURCE, order.id))
     }
 }
 

@@ -76,6 +76,9 @@ pub enum DomainError {
     /// A resource with the same unique key already exists.
     #[error("{0}")]
     AlreadyExists(String),
+    /// The caller's role does not allow this change (see `domain::access`).
+    #[error("{0}")]
+    Forbidden(String),
     /// A bug or an unexpected failure; the message is logged, never sent to clients.
     #[error("internal error: {0}")]
     Internal(String),

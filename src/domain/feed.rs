@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast::error::RecvError;
 
+use super::access::Principal;
 use super::error::FieldViolation;
 use super::events::{EVENT_TYPES, Event, EventLog};
 use super::model::{CustomerId, OrderId};
@@ -67,9 +68,11 @@ impl EventFilter {
         Ok(filter)
     }
 
-    /// True when `event` passes the filter.
-    pub fn matches(&self, event: &Event) -> bool {
-        !self.matches_nothing
+    /// True when `event` passes the filter and `who` may see it (a customer sees only its own
+    /// orders' events): every streaming protocol asks this, so none can skip the rule.
+    pub fn matches(&self, who: &Principal, event: &Event) -> bool {
+        who.sees(&event.order)
+            && !self.matches_nothing
             && (self.types.is_empty() || self.types.iter().any(|t| t == event.change.event_type()))
             && self.order_id.is_none_or(|id| event.order_id == id)
             && self
@@ -93,10 +96,12 @@ pub enum FeedItem {
     },
 }
 
-/// Follows `log` after `after_seq` (`None`: from now), handing matching events to `send` until
-/// `send` reports the client gone (returns false) or the log closes.
+/// Follows `log` after `after_seq` (`None`: from now), handing the events that match `filter`
+/// and that `who` may see (a customer sees only its own orders' events) to `send` until `send`
+/// reports the client gone (returns false) or the log closes.
 pub async fn follow<F, Fut>(
     log: &Arc<dyn EventLog>,
+    who: &Principal,
     after_seq: Option<u64>,
     filter: &EventFilter,
     mut send: F,
@@ -134,7 +139,7 @@ pub async fn follow<F, Fut>(
                 continue;
             }
             last = event.seq;
-            if filter.matches(&event) && !send(FeedItem::Event(event)).await {
+            if filter.matches(who, &event) && !send(FeedItem::Event(event)).await {
                 return;
             }
         }
@@ -190,7 +195,7 @@ mod tests {
         n: usize,
     ) -> Vec<String> {
         let mut seen = Vec::new();
-        follow(log, after, filter, |item| {
+        follow(log, &Principal::system(), after, filter, |item| {
             seen.push(match item {
                 FeedItem::Event(e) => format!("{}", e.seq),
                 FeedItem::Missed {
@@ -241,7 +246,7 @@ mod tests {
             change: Change::Created,
             order: order(1, 1),
         };
-        assert!(!nothing.matches(&event));
-        assert!(EventFilter::default().matches(&event));
+        assert!(!nothing.matches(&Principal::system(), &event));
+        assert!(EventFilter::default().matches(&Principal::system(), &event));
     }
 }

@@ -3,6 +3,7 @@
 //! Nothing in here imports HTTP, gRPC, GraphQL or wire-format types; adapters in
 //! `crate::protocols` convert to and from these types by hand.
 
+pub mod access;
 pub mod core;
 pub mod error;
 pub mod events;
@@ -15,5 +16,6 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 
+pub use self::access::{Action, Principal, Role};
 pub use self::core::{Core, Expect, NewCustomer, NewItem, NewOrder, OrderChanges, OrderFilter};
 pub use self::error::{DomainError, DomainResult, FieldViolation};

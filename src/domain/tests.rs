@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::access::{Principal, Role};
 use super::core::ORDER_SORT_FIELDS;
 use super::core::{Core, Expect, NewCustomer, NewItem, NewOrder, OrderChanges, OrderFilter};
 use super::error::DomainError;
@@ -11,6 +12,10 @@ use super::model::{CustomerId, OrderId, OrderStatus, ProductId, Quantity};
 use super::pagination::{CursorCodec, Limit, PageRequest, Position, SortSpec};
 use super::seed;
 use super::store::MemoryStore;
+
+fn admin() -> Principal {
+    Principal::new("test", Role::Admin)
+}
 
 fn core() -> Core {
     let store = Arc::new(MemoryStore::new());
@@ -30,10 +35,13 @@ fn item(product: u64, quantity: i64) -> NewItem {
 }
 
 fn new_order(core: &Core) -> super::model::Order {
-    core.create_order(NewOrder {
-        customer_id: CustomerId(1),
-        items: vec![item(1, 2), item(5, 1)],
-    })
+    core.create_order(
+        &admin(),
+        NewOrder {
+            customer_id: CustomerId(1),
+            items: vec![item(1, 2), item(5, 1)],
+        },
+    )
     .unwrap()
 }
 
@@ -43,6 +51,7 @@ fn set_status(
     status: OrderStatus,
 ) -> Result<super::model::Order, DomainError> {
     core.update_order(
+        &admin(),
         id,
         OrderChanges {
             status: Some(status),
@@ -104,7 +113,7 @@ fn only_pending_or_paid_orders_can_be_cancelled() {
     let order = new_order(&core);
     set_status(&core, order.id, OrderStatus::Paid).unwrap();
     let cancelled = core
-        .cancel_order(order.id, Some("too slow".into()), &Expect::Any)
+        .cancel_order(&admin(), order.id, Some("too slow".into()), &Expect::Any)
         .unwrap();
     assert_eq!(cancelled.status, OrderStatus::Cancelled);
     assert_eq!(
@@ -112,7 +121,7 @@ fn only_pending_or_paid_orders_can_be_cancelled() {
         Some("too slow")
     );
     assert!(matches!(
-        core.cancel_order(order.id, None, &Expect::Any),
+        core.cancel_order(&admin(), order.id, None, &Expect::Any),
         Err(DomainError::IllegalTransition {
             from: "cancelled",
             to: "cancelled"
@@ -123,7 +132,7 @@ fn only_pending_or_paid_orders_can_be_cancelled() {
     set_status(&core, shipped.id, OrderStatus::Paid).unwrap();
     set_status(&core, shipped.id, OrderStatus::Shipped).unwrap();
     assert!(matches!(
-        core.cancel_order(shipped.id, None, &Expect::Any),
+        core.cancel_order(&admin(), shipped.id, None, &Expect::Any),
         Err(DomainError::IllegalTransition {
             from: "shipped",
             to: "cancelled"
@@ -137,11 +146,14 @@ fn the_total_is_derived_from_the_items_and_follows_every_change() {
     let order = new_order(&core);
     // Product 1 costs 2 450, product 5 costs 650.
     assert_eq!(order.total_cents(), 2 * 2_450 + 650);
-    let (order, item_id) = core.add_item(order.id, item(3, 1), &Expect::Any).unwrap();
+    let (order, item_id) = core
+        .add_item(&admin(), order.id, item(3, 1), &Expect::Any)
+        .unwrap();
     assert_eq!(item_id.0, 3);
     assert_eq!(order.total_cents(), 2 * 2_450 + 650 + 12_900);
     let order = core
         .update_order(
+            &admin(),
             order.id,
             OrderChanges {
                 items: Some(vec![item(2, 3)]),
@@ -160,10 +172,10 @@ fn items_change_only_while_pending() {
     let order = new_order(&core);
     set_status(&core, order.id, OrderStatus::Paid).unwrap();
     assert!(matches!(
-        core.add_item(order.id, item(1, 1), &Expect::Any),
+        core.add_item(&admin(), order.id, item(1, 1), &Expect::Any),
         Err(DomainError::InvalidState(_))
     ));
-    assert_eq!(core.order(order.id).unwrap().items.len(), 2);
+    assert_eq!(core.order(&admin(), order.id).unwrap().items.len(), 2);
 }
 
 #[test]
@@ -195,15 +207,18 @@ fn a_stale_expected_version_is_refused_and_changes_nothing() {
     set_status(&core, order.id, OrderStatus::Paid).unwrap();
     let stale = Expect::OneOf(vec![1]);
     assert_eq!(
-        core.cancel_order(order.id, None, &stale),
+        core.cancel_order(&admin(), order.id, None, &stale),
         Err(DomainError::VersionMismatch { actual: 2 })
     );
     assert_eq!(
-        core.delete_order(order.id, &stale),
+        core.delete_order(&admin(), order.id, &stale),
         Err(DomainError::VersionMismatch { actual: 2 })
     );
-    assert_eq!(core.order(order.id).unwrap().status, OrderStatus::Paid);
-    core.cancel_order(order.id, None, &Expect::OneOf(vec![2]))
+    assert_eq!(
+        core.order(&admin(), order.id).unwrap().status,
+        OrderStatus::Paid
+    );
+    core.cancel_order(&admin(), order.id, None, &Expect::OneOf(vec![2]))
         .unwrap();
 }
 
@@ -211,10 +226,13 @@ fn a_stale_expected_version_is_refused_and_changes_nothing() {
 fn invalid_orders_report_every_bad_field_and_store_nothing() {
     let core = core();
     let err = core
-        .create_order(NewOrder {
-            customer_id: CustomerId(999),
-            items: vec![item(1, 1), item(999, 1)],
-        })
+        .create_order(
+            &admin(),
+            NewOrder {
+                customer_id: CustomerId(999),
+                items: vec![item(1, 1), item(999, 1)],
+            },
+        )
         .unwrap_err();
     let DomainError::Invalid(violations) = err else {
         panic!("expected a validation error, got {err:?}");
@@ -222,10 +240,13 @@ fn invalid_orders_report_every_bad_field_and_store_nothing() {
     let fields: Vec<_> = violations.iter().map(|v| v.field.as_str()).collect();
     assert_eq!(fields, vec!["customer_id", "items[1].product_id"]);
     assert!(
-        core.create_order(NewOrder {
-            customer_id: CustomerId(1),
-            items: vec![]
-        })
+        core.create_order(
+            &admin(),
+            NewOrder {
+                customer_id: CustomerId(1),
+                items: vec![]
+            }
+        )
         .is_err()
     );
     assert_eq!(core.store().order_count(), 0);
@@ -255,17 +276,23 @@ fn ids_parse_only_as_canonical_positive_integers() {
 fn customer_emails_are_unique_regardless_of_case() {
     let core = core();
     let err = core
-        .create_customer(NewCustomer {
-            name: "Ada again".into(),
-            email: "ADA@example.com".into(),
-        })
+        .create_customer(
+            &admin(),
+            NewCustomer {
+                name: "Ada again".into(),
+                email: "ADA@example.com".into(),
+            },
+        )
         .unwrap_err();
     assert!(matches!(err, DomainError::AlreadyExists(_)));
     let bad = core
-        .create_customer(NewCustomer {
-            name: " ".into(),
-            email: "nope".into(),
-        })
+        .create_customer(
+            &admin(),
+            NewCustomer {
+                name: " ".into(),
+                email: "nope".into(),
+            },
+        )
         .unwrap_err();
     assert!(matches!(bad, DomainError::Invalid(v) if v.len() == 2));
 }
@@ -279,12 +306,13 @@ fn concurrent_writers_never_lose_an_update() {
             let core = Arc::clone(&core);
             std::thread::spawn(move || {
                 for _ in 0..50 {
-                    core.add_item(order.id, item(5, 1), &Expect::Any).unwrap();
+                    core.add_item(&admin(), order.id, item(5, 1), &Expect::Any)
+                        .unwrap();
                     // Read the version, then write expecting it: losers retry, nobody overwrites.
                     loop {
-                        let seen = core.order(order.id).unwrap().version;
+                        let seen = core.order(&admin(), order.id).unwrap().version;
                         if core
-                            .add_item(order.id, item(5, 1), &Expect::OneOf(vec![seen]))
+                            .add_item(&admin(), order.id, item(5, 1), &Expect::OneOf(vec![seen]))
                             .is_ok()
                         {
                             break;
@@ -292,6 +320,7 @@ fn concurrent_writers_never_lose_an_update() {
                     }
                     // Drop back below the item limit by replacing the items.
                     let _ = core.update_order(
+                        &admin(),
                         order.id,
                         OrderChanges {
                             items: Some(vec![item(1, 1)]),
@@ -306,7 +335,7 @@ fn concurrent_writers_never_lose_an_update() {
     for t in threads {
         t.join().unwrap();
     }
-    let order = core.order(order.id).unwrap();
+    let order = core.order(&admin(), order.id).unwrap();
     let events = core.events().since(0, 1_000_000);
     // Every write that succeeded bumped the version by exactly one and emitted one event.
     assert_eq!(order.version as usize, events.len());
@@ -343,6 +372,7 @@ fn keyset_pages_stay_exact_under_concurrent_inserts() {
         let mut position = Position::Start;
         loop {
             let page = core.list_orders(
+                &admin(),
                 &OrderFilter::default(),
                 &PageRequest {
                     sort: spec.clone(),
@@ -376,6 +406,7 @@ fn filters_and_offsets_select_the_right_rows() {
     let core = core();
     seed::preload_orders(core.store().as_ref(), 40);
     let paid = core.list_orders(
+        &admin(),
         &OrderFilter {
             status: Some(OrderStatus::Paid),
             customer_id: None,
@@ -389,6 +420,7 @@ fn filters_and_offsets_select_the_right_rows() {
     assert_eq!(paid.rows.len(), 10);
     assert!(paid.rows.iter().all(|o| o.status == OrderStatus::Paid));
     let page = core.list_orders(
+        &admin(),
         &OrderFilter::default(),
         &PageRequest {
             sort: SortSpec::by_id(),
@@ -407,10 +439,10 @@ fn filters_and_offsets_select_the_right_rows() {
 fn deleting_an_order_emits_its_last_state_and_frees_nothing_for_reuse() {
     let core = core();
     let order = new_order(&core);
-    let deleted = core.delete_order(order.id, &Expect::Any).unwrap();
+    let deleted = core.delete_order(&admin(), order.id, &Expect::Any).unwrap();
     assert_eq!(deleted.id, order.id);
     assert!(matches!(
-        core.order(order.id),
+        core.order(&admin(), order.id),
         Err(DomainError::NotFound { .. })
     ));
     let last = core.events().since(0, 10).pop().unwrap();

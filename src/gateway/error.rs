@@ -27,6 +27,8 @@ pub enum GrpcCode {
     FailedPrecondition = 9,
     /// No valid credentials (or signature).
     Unauthenticated = 16,
+    /// Authenticated, but not allowed.
+    PermissionDenied = 7,
     /// A concurrency conflict; the client may retry after re-reading.
     Aborted = 10,
     /// The method does not exist.
@@ -47,6 +49,7 @@ impl GrpcCode {
             Self::ResourceExhausted => "RESOURCE_EXHAUSTED",
             Self::FailedPrecondition => "FAILED_PRECONDITION",
             Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::PermissionDenied => "PERMISSION_DENIED",
             Self::Aborted => "ABORTED",
             Self::Unimplemented => "UNIMPLEMENTED",
             Self::Internal => "INTERNAL",
@@ -120,6 +123,9 @@ pub mod kind {
         UNAUTHENTICATED = "unauthenticated", UNAUTHORIZED, Unauthenticated, "UNAUTHENTICATED",
             "Not authenticated",
             "The request lacks valid credentials; for inbound webhooks, a valid webhook-signature.";
+        FORBIDDEN = "forbidden", FORBIDDEN, PermissionDenied, "FORBIDDEN",
+            "Not allowed for this role",
+            "The caller is authenticated but its role does not allow this (readonly callers write nothing; customers read, create and cancel their own orders).";
         ILLEGAL_TRANSITION = "illegal-transition", CONFLICT, FailedPrecondition, "ILLEGAL_TRANSITION",
             "Illegal status transition",
             "The order's status cannot move that way (pending -> paid -> shipped -> delivered; cancelled only from pending or paid).";
@@ -147,6 +153,9 @@ pub mod kind {
         IDEMPOTENCY_KEY_REUSED = "idempotency-key-reused", UNPROCESSABLE_ENTITY, InvalidArgument, "IDEMPOTENCY_KEY_REUSED",
             "Idempotency-Key reused with a different request",
             "This key was used for a different request. Use a new key for a new request.";
+        RATE_LIMITED = "rate-limited", TOO_MANY_REQUESTS, ResourceExhausted, "RATE_LIMITED",
+            "Too many requests",
+            "The caller used up its quota (per principal, or per client IP without credentials). Wait for Retry-After (gRPC: the RetryInfo delay) before retrying; every response's RateLimit header says how much quota is left.";
         INTERNAL = "internal", INTERNAL_SERVER_ERROR, Internal, "INTERNAL_SERVER_ERROR",
             "Internal server error",
             "A bug on our side. The trace id identifies the request in the server's logs.";
@@ -154,6 +163,11 @@ pub mod kind {
             "Service unavailable",
             "The server is starting or shutting down. Retry against another instance or later.";
     }
+}
+
+/// `delay` in whole seconds, rounded up and at least 1, as `Retry-After` wants it.
+pub fn whole_seconds(delay: std::time::Duration) -> u64 {
+    (delay.as_secs() + u64::from(delay.subsec_nanos() > 0)).max(1)
 }
 
 /// A fault to report: a row of the table, a detail for this occurrence, and field violations.
@@ -165,6 +179,9 @@ pub struct ApiError {
     pub detail: String,
     /// For validation problems, each bad field.
     pub violations: Vec<FieldViolation>,
+    /// When retrying makes sense again (a rate limit): `Retry-After` on HTTP, `RetryInfo` on
+    /// gRPC, `extensions.retry_after` on GraphQL.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -174,6 +191,7 @@ impl ApiError {
             kind,
             detail: detail.into(),
             violations: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -187,6 +205,7 @@ impl ApiError {
             kind: &kind::VALIDATION,
             detail,
             violations,
+            retry_after: None,
         }
     }
 
@@ -214,6 +233,7 @@ impl From<DomainError> for ApiError {
             DomainError::InvalidState(_) => &kind::INVALID_STATE,
             DomainError::VersionMismatch { .. } => &kind::VERSION_MISMATCH,
             DomainError::AlreadyExists(_) => &kind::ALREADY_EXISTS,
+            DomainError::Forbidden(_) => &kind::FORBIDDEN,
             DomainError::Internal(cause) => {
                 // Log the cause here, inside the request's span (which carries the trace id);
                 // the client only gets the generic message and the trace id.
@@ -252,6 +272,14 @@ mod tests {
         slugs.dedup();
         assert_eq!(slugs.len(), kind::ALL.len());
         assert!(kind::ALL.iter().all(|k| k.status.as_u16() >= 400));
+    }
+
+    #[test]
+    fn a_bare_429_is_the_rate_limited_row_on_every_protocol() {
+        let api = ApiError::for_status(StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(api.kind.slug, "rate-limited");
+        assert_eq!(api.kind.grpc.name(), "RESOURCE_EXHAUSTED");
+        assert_eq!(api.kind.graphql, "RATE_LIMITED");
     }
 
     #[test]

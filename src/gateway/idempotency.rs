@@ -16,8 +16,8 @@
 //! recorded: it changed nothing, and the client may fix it and retry with the same key. Only
 //! outcomes that changed something are replayed.
 //!
-//! Simplification: keys are global. Once authentication exists they are scoped per principal,
-//! so one client cannot replay another's response.
+//! Keys are scoped per principal: two callers using the same key never see each other's
+//! outcome, and one client cannot replay another's response.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,23 +27,40 @@ use dashmap::mapref::entry::Entry as MapEntry;
 use sha2::{Digest, Sha256};
 
 use crate::domain::model::{Customer, ItemId, Order};
-use crate::domain::{DomainError, DomainResult, FieldViolation};
+use crate::domain::{DomainError, DomainResult, FieldViolation, Principal};
 use crate::gateway::error::{ApiError, kind};
 
-/// A client-chosen key: 1 to 255 visible ASCII characters (a UUID is typical).
+/// A client-chosen key (1 to 255 visible ASCII characters; a UUID is typical), and the
+/// principal who chose it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct IdempotencyKey(String);
+pub struct IdempotencyKey {
+    owner: Arc<str>,
+    key: String,
+}
 
 impl IdempotencyKey {
     /// Parses the key; `field` names where it came from, for the error.
     pub fn parse(raw: &str, field: &str) -> Result<Self, FieldViolation> {
         if (1..=255).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic()) {
-            Ok(Self(raw.to_owned()))
+            Ok(Self {
+                owner: Arc::from(""),
+                key: raw.to_owned(),
+            })
         } else {
             Err(FieldViolation::new(
                 field,
                 "must be 1 to 255 visible ASCII characters, e.g. a UUID",
             ))
+        }
+    }
+}
+
+impl IdempotencyKey {
+    /// The same key, as chosen by `who`.
+    pub fn owned_by(self, who: &Principal) -> Self {
+        Self {
+            owner: Arc::clone(&who.name),
+            ..self
         }
     }
 }
@@ -102,11 +119,12 @@ impl Executed {
 }
 
 impl Idempotency<Recorded> {
-    /// Runs `run` once per key (every time when there is no key), as every protocol's binding
-    /// does: `operation` and `command` identify the request, so the same key with another
-    /// command is refused. `key` is the raw value from the header or metadata.
+    /// Runs `run` once per key of `who` (every time when there is no key), as every protocol's
+    /// binding does: `operation` and `command` identify the request, so the same key with
+    /// another command is refused. `key` is the raw value from the header or metadata.
     pub fn execute(
         self: &Arc<Self>,
+        who: &Principal,
         key: Option<&str>,
         operation: &str,
         command: &impl std::fmt::Debug,
@@ -118,7 +136,7 @@ impl Idempotency<Recorded> {
                 replayed: false,
             });
         };
-        let key = IdempotencyKey::parse(raw, "Idempotency-Key")?;
+        let key = IdempotencyKey::parse(raw, "Idempotency-Key")?.owned_by(who);
         match self.claim(key, Fingerprint::of(operation, command)) {
             Claim::Run(ticket) => {
                 let recorded = run();

@@ -1,5 +1,5 @@
-//! One port for everything: the accept loop, per-connection protocol detection, and graceful
-//! shutdown.
+//! One port for everything: the accept loop, optional TLS, per-connection protocol detection,
+//! and graceful shutdown.
 //!
 //! Each accepted connection is handed to hyper-util's `auto` builder, which peeks at the first
 //! bytes: the HTTP/2 connection preface (`PRI * HTTP/2.0...`, what `curl --http2-prior-knowledge`
@@ -7,29 +7,50 @@
 //! for WebSocket). Above that, one router sees every request whatever its HTTP version, so gRPC
 //! (`content-type: application/grpc`), GraphQL and REST can all share the port.
 //!
-//! Shutdown: when the signal fires the listener is dropped (no new connections), every open
-//! connection is told to finish its in-flight requests and close (HTTP/1.1 `Connection: close`,
-//! HTTP/2 GOAWAY), and we wait for them at most `grace`.
+//! With TLS configured (see [`super::tls`]) the port speaks only TLS: each connection first
+//! completes its handshake, in its own task and within `tls.handshake_timeout`, so a slow or
+//! silent client never holds up the accept loop. Over TLS the client picks HTTP/2 by ALPN and
+//! then sends the same preface, so the `auto` builder needs no help from the handshake.
+//!
+//! Every request carries a [`ConnectionInfo`] (peer address, TLS or not) in its extensions and,
+//! when the client presented a verified certificate, a [`ClientCertificate`]: the identity the
+//! auth layer maps to a principal.
+//!
+//! Shutdown: when the signal fires the listener is dropped (no new connections), handshakes in
+//! progress are abandoned (they have no request to finish), every open connection is told to
+//! finish its in-flight requests and close (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY), and we
+//! wait for them at most `grace`.
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+use super::tls::{ClientCertificate, ConnectionInfo, Tls};
 
 /// Serves `router` on `listener` until `shutdown` completes, then drains for at most `grace`.
+/// With `tls`, every connection must complete a TLS handshake first.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> std::io::Result<()> {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     let graceful = GracefulShutdown::new();
+    let (stopping, stopped) = watch::channel(false);
     tokio::pin!(shutdown);
 
     loop {
@@ -47,20 +68,35 @@ pub async fn serve(
         };
         // Small writes (gRPC frames, SSE events) must not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                // Clients that vanish mid-request end up here; that is their business, not an error of ours.
-                tracing::debug!(%peer, %error, "connection ended with an error");
+        // Taken here, not in the task: a connection accepted just before shutdown is still
+        // told to drain.
+        let watcher = graceful.watcher();
+        let builder = Arc::clone(&builder);
+        let router = router.clone();
+        match &tls {
+            None => {
+                let info = ConnectionInfo { peer, tls: false };
+                tokio::spawn(serve_connection(
+                    builder,
+                    router,
+                    info,
+                    None,
+                    TokioIo::new(stream),
+                    watcher,
+                ));
             }
-        });
+            Some(tls) => {
+                let (tls, stopped) = (tls.clone(), stopped.clone());
+                tokio::spawn(async move {
+                    handshake_then_serve(builder, router, &tls, peer, stream, stopped, watcher)
+                        .await;
+                });
+            }
+        }
     }
 
     drop(listener);
+    stopping.send_replace(true);
     tracing::info!(
         grace_ms = grace.as_millis() as u64,
         "shutting down: draining connections"
@@ -72,4 +108,182 @@ pub async fn serve(
         tracing::warn!("some connections were still busy after the grace period; closing them");
     }
     Ok(())
+}
+
+/// Completes the TLS handshake on `stream` (within the configured timeout, and unless the
+/// server starts shutting down meanwhile), reads the client's certificate, then serves the
+/// connection (which drains like any other once it is established).
+async fn handshake_then_serve(
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    router: Router,
+    tls: &Tls,
+    peer: SocketAddr,
+    stream: TcpStream,
+    mut stopped: watch::Receiver<bool>,
+    watcher: Watcher,
+) {
+    let handshake = tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream));
+    let handshake = tokio::select! {
+        result = handshake => result,
+        // No request has been read yet, so there is nothing to finish: just close.
+        _ = stopped.wait_for(|stopping| *stopping) => return,
+    };
+    let stream = match handshake {
+        Ok(Ok(stream)) => stream,
+        // Plaintext on the TLS port, an untrusted client certificate, a scanner: the client's
+        // problem, logged quietly.
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, timeout_ms = tls.handshake_timeout.as_millis() as u64, "TLS handshake timed out");
+            return;
+        }
+    };
+    let session = stream.get_ref().1;
+    // rustls has verified the chain; the first certificate is the client's own.
+    let certificate = match session.peer_certificates().and_then(|chain| chain.first()) {
+        None => None,
+        Some(der) => match ClientCertificate::from_der(der) {
+            Ok(certificate) => Some(certificate),
+            Err(error) => {
+                // Verified yet unreadable should not happen; refusing is the safe side.
+                tracing::warn!(%peer, %error, "closing a connection whose client certificate cannot be read");
+                return;
+            }
+        },
+    };
+    tracing::debug!(
+        %peer,
+        alpn = session.alpn_protocol().map(String::from_utf8_lossy).as_deref(),
+        client = certificate.as_ref().map(|c| c.subject.as_str()),
+        "TLS handshake complete"
+    );
+    let info = ConnectionInfo { peer, tls: true };
+    serve_connection(
+        builder,
+        router,
+        info,
+        certificate,
+        TokioIo::new(stream),
+        watcher,
+    )
+    .await;
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on one connection (plaintext or TLS), tagging each request with
+/// the connection's [`ConnectionInfo`] and [`ClientCertificate`].
+async fn serve_connection<IO>(
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    router: Router,
+    info: ConnectionInfo,
+    certificate: Option<ClientCertificate>,
+    io: IO,
+    watcher: Watcher,
+) where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let router = router.map_request(move |mut request: http::Request<Incoming>| {
+        // The peer also as axum's `ConnectInfo`, which the gate reads for per-IP rate limits
+        // of anonymous callers.
+        request.extensions_mut().insert(ConnectInfo(info.peer));
+        request.extensions_mut().insert(info);
+        if let Some(certificate) = &certificate {
+            request.extensions_mut().insert(certificate.clone());
+        }
+        request
+    });
+    let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(router));
+    if let Err(error) = watcher.watch(connection).await {
+        // Clients that vanish mid-request end up here; that is their business, not an error of ours.
+        tracing::debug!(peer = %info.peer, %error, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The extensions every request carries, seen by a router of the test's own (the
+    //! application's router has no route that shows them).
+
+    use super::*;
+    use crate::config::{ClientAuth, TlsConfig};
+    use crate::devcerts::DevCerts;
+
+    async fn who(request: axum::extract::Request) -> String {
+        let info = request.extensions().get::<ConnectionInfo>();
+        let certificate = request.extensions().get::<ClientCertificate>();
+        format!(
+            "ip={} tls={} subject={} cn={}",
+            info.map_or("-".into(), |i| i.peer.ip().to_string()),
+            info.is_some_and(|i| i.tls),
+            certificate.map_or("-", |c| c.subject.as_str()),
+            certificate
+                .and_then(|c| c.common_name.as_deref())
+                .unwrap_or("-"),
+        )
+    }
+
+    /// Serves the `who` route (over TLS with `tls`) and answers a GET from `client`.
+    async fn ask(tls: Option<Tls>, client: reqwest::Client, scheme: &str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/who", axum::routing::get(who));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            router,
+            tls,
+            async {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(5),
+        ));
+        let url = format!("{scheme}://{addr}/who");
+        let answer = client.get(url).send().await.unwrap().text().await.unwrap();
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+        answer
+    }
+
+    #[tokio::test]
+    async fn every_request_carries_its_connection_and_the_verified_client_certificate() {
+        let dir = std::env::temp_dir().join(format!("polyport-serve-{}", uuid::Uuid::new_v4()));
+        let certs = DevCerts::generate(&["workshop-admin".to_owned()]).unwrap();
+        certs.write(&dir, false).unwrap();
+        let tls = Tls::from_config(&TlsConfig {
+            cert_file: dir.join("server.pem"),
+            key_file: dir.join("server-key.pem"),
+            client_ca_file: dir.join("ca.pem"),
+            client_auth: ClientAuth::Optional,
+            ..TlsConfig::default()
+        })
+        .unwrap();
+        let ca = reqwest::Certificate::from_pem(certs.ca_pem.as_bytes()).unwrap();
+        let client = |identity: bool| {
+            let mut builder = reqwest::Client::builder()
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(ca.clone());
+            if identity {
+                let admin = &certs.clients[0];
+                let pem = format!("{}{}", admin.cert_pem, admin.key_pem);
+                builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+            }
+            builder.build().unwrap()
+        };
+
+        assert_eq!(
+            ask(tls.clone(), client(true), "https").await,
+            "ip=127.0.0.1 tls=true subject=CN=workshop-admin,O=polyport dev cn=workshop-admin"
+        );
+        assert_eq!(
+            ask(tls, client(false), "https").await,
+            "ip=127.0.0.1 tls=true subject=- cn=-"
+        );
+        assert_eq!(
+            ask(None, reqwest::Client::new(), "http").await,
+            "ip=127.0.0.1 tls=false subject=- cn=-"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

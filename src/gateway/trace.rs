@@ -79,7 +79,13 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let version = request.version();
-    let span = tracing::info_span!("request", trace_id = %trace_id, %method, %path);
+    let span = tracing::info_span!(
+        "request",
+        trace_id = %trace_id,
+        %method,
+        %path,
+        principal = tracing::field::Empty
+    );
     let started = Instant::now();
 
     let mut response = next.run(request).instrument(span.clone()).await;
@@ -136,6 +142,9 @@ pub fn problem_body(error: &ApiError, instance: Option<&str>, trace_id: Option<&
     }
     if let Some(trace_id) = trace_id {
         body["trace_id"] = json!(trace_id.as_str());
+    }
+    if let Some(delay) = error.retry_after {
+        body["retry_after"] = json!(super::error::whole_seconds(delay));
     }
     if !error.violations.is_empty() {
         body["errors"] = error

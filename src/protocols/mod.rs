@@ -6,4 +6,5 @@ pub mod graphql;
 pub mod grpc;
 pub mod health;
 pub mod push;
+pub mod refusal;
 pub mod rest;

@@ -570,7 +570,9 @@ impl Webhooks {
             let this = Arc::clone(&self);
             let after = Some(log.last_seq());
             tokio::spawn(async move {
-                feed::follow(&log, after, &EventFilter::default(), |item| {
+                // Webhook endpoints are registered by admins and receive every event.
+                let system = crate::domain::Principal::system();
+                feed::follow(&log, &system, after, &EventFilter::default(), |item| {
                     match item {
                         FeedItem::Event(event) => this.dispatch(&event),
                         FeedItem::Missed {

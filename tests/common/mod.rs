@@ -32,7 +32,16 @@ impl TestServer {
     }
 
     /// A server with `config` (its `server.addr` is ignored: the port is picked by the OS).
-    pub async fn with_config(config: Config) -> Self {
+    /// Authentication and rate limits are off (every caller is an admin): these are the tests
+    /// of everything else. `tests/auth.rs` uses [`TestServer::with_auth`].
+    pub async fn with_config(mut config: Config) -> Self {
+        config.auth.insecure_no_auth = true;
+        config.rate_limit.enabled = false;
+        Self::with_auth(config).await
+    }
+
+    /// A server with `config` exactly, authentication included.
+    pub async fn with_auth(config: Config) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let app = App::new(config);
@@ -52,6 +61,11 @@ impl TestServer {
     /// `http://127.0.0.1:PORT{path}`
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// `https://127.0.0.1:PORT{path}`, for a server started with `[tls]` configured.
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://{}{}", self.addr, path)
     }
 
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {

@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use async_graphql::dataloader::Loader;
 
-use crate::domain::Core;
 use crate::domain::model::{Customer, CustomerId, Product, ProductId};
+use crate::domain::{Core, Principal};
 
-/// Loads customers by id, in batches.
-pub struct CustomerLoader(pub Arc<Core>);
+/// Loads customers by id, in batches, as the request's caller may see them.
+pub struct CustomerLoader(pub Arc<Core>, pub Principal);
 
 impl Loader<CustomerId> for CustomerLoader {
     type Value = Customer;
@@ -22,7 +22,7 @@ impl Loader<CustomerId> for CustomerLoader {
     async fn load(&self, ids: &[CustomerId]) -> Result<HashMap<CustomerId, Customer>, Infallible> {
         Ok(self
             .0
-            .customers_by_ids(ids)
+            .customers_by_ids(&self.1, ids)
             .into_iter()
             .map(|c| (c.id, c))
             .collect())

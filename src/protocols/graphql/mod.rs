@@ -12,6 +12,7 @@ pub mod guard;
 pub mod loaders;
 pub mod query;
 pub mod types;
+pub mod ws;
 
 use async_graphql::Schema;
 use async_graphql::dataloader::DataLoader;
@@ -19,8 +20,8 @@ use async_graphql::extensions::apollo_persisted_queries::{
     ApolloPersistedQueries, LruCacheStorage,
 };
 use async_graphql::http::GraphiQLSource;
+use async_graphql_axum::GraphQLRequest;
 use async_graphql_axum::rejection::GraphQLRejection;
-use async_graphql_axum::{GraphQLRequest, GraphQLSubscription};
 use axum::Router;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
@@ -30,7 +31,9 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::app::App;
 use crate::config::GraphqlConfig;
+use crate::domain::Principal;
 use crate::gateway::ApiError;
+use crate::gateway::auth::{AuthError, Caller};
 use crate::gateway::error::kind;
 use crate::gateway::trace::TraceId;
 use loaders::{CustomerLoader, ProductLoader};
@@ -83,7 +86,7 @@ pub fn routes(app: &App) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             app.config.server.body_limit_bytes,
         ))
-        .route_service("/graphql/ws", GraphQLSubscription::new(schema.clone()))
+        .route("/graphql/ws", get(ws::upgrade))
         .with_state(GraphqlState {
             app: app.clone(),
             schema,
@@ -146,6 +149,7 @@ fn negotiate(headers: &HeaderMap) -> Result<&'static str, ApiError> {
 
 async fn get_graphql(
     State(state): State<GraphqlState>,
+    who: Option<axum::Extension<Principal>>,
     headers: HeaderMap,
     uri: http::Uri,
     trace_id: axum::Extension<TraceId>,
@@ -163,20 +167,23 @@ async fn get_graphql(
             .finish();
         return Ok(Html(page).into_response());
     }
-    execute(state, &headers, Method::GET, trace_id.0, request?).await
+    let who = who.ok_or_else(|| AuthError::Missing.to_api())?.0;
+    execute(state, who, &headers, Method::GET, trace_id.0, request?).await
 }
 
 async fn post_graphql(
     State(state): State<GraphqlState>,
+    Caller(who): Caller,
     headers: HeaderMap,
     trace_id: axum::Extension<TraceId>,
     request: Result<GraphQLRequest, GraphQLRejection>,
 ) -> Result<Response, ApiError> {
-    execute(state, &headers, Method::POST, trace_id.0, request?).await
+    execute(state, who, &headers, Method::POST, trace_id.0, request?).await
 }
 
 async fn execute(
     state: GraphqlState,
+    who: Principal,
     headers: &HeaderMap,
     method: Method,
     trace_id: TraceId,
@@ -190,14 +197,18 @@ async fn execute(
     }
     let core = state.app.core.clone();
     request = request
-        .data(DataLoader::new(CustomerLoader(core.clone()), tokio::spawn))
+        .data(DataLoader::new(
+            CustomerLoader(core.clone(), who.clone()),
+            tokio::spawn,
+        ))
         .data(DataLoader::new(ProductLoader(core), tokio::spawn))
         .data(IdempotencyHeader(
             headers
                 .get("idempotency-key")
                 .map(|v| v.to_str().unwrap_or_default().to_owned()),
         ))
-        .data(trace_id.clone());
+        .data(trace_id.clone())
+        .data(who);
     let trace = trace_id;
     let mut response = state.schema.execute(request).await;
     if response

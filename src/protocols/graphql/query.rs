@@ -13,6 +13,7 @@ use super::types::{
     SortDirection, StatusGql,
 };
 use crate::app::App;
+use crate::domain::Principal;
 use crate::domain::core::{ORDER_SORT_FIELDS, customer_ref};
 use crate::domain::feed::{self, EventFilter, FeedItem};
 use crate::domain::model::{CustomerId, Order, OrderId, ProductId};
@@ -21,6 +22,7 @@ use crate::domain::{
     DomainError, Expect, FieldViolation, NewItem, NewOrder, OrderChanges, OrderFilter,
 };
 use crate::gateway::ApiError;
+use crate::gateway::auth::AuthError;
 use crate::gateway::idempotency::Outcome;
 use crate::gateway::trace::TraceId;
 
@@ -44,6 +46,9 @@ pub fn gql_error(ctx: &Context<'_>, error: impl Into<ApiError>) -> async_graphql
         if let Some(trace_id) = &trace_id {
             ext.set("trace_id", trace_id.as_str());
         }
+        if let Some(delay) = error.retry_after {
+            ext.set("retry_after", crate::gateway::error::whole_seconds(delay));
+        }
         if !error.violations.is_empty() {
             let list: Vec<async_graphql::Value> = error
                 .violations
@@ -65,7 +70,7 @@ pub fn gql_error(ctx: &Context<'_>, error: impl Into<ApiError>) -> async_graphql
 
 /// A nullable field that failed: the field is null in `data` and the error is listed beside it
 /// (async-graphql would otherwise leave the field out of `data` altogether).
-fn nullable<T>(ctx: &Context<'_>, result: Result<T, DomainError>) -> Option<T> {
+fn nullable<T>(ctx: &Context<'_>, result: Result<T, impl Into<ApiError>>) -> Option<T> {
     match result {
         Ok(value) => Some(value),
         Err(error) => {
@@ -79,6 +84,13 @@ fn nullable<T>(ctx: &Context<'_>, result: Result<T, DomainError>) -> Option<T> {
 
 fn app<'a>(ctx: &Context<'a>) -> &'a App {
     ctx.data_unchecked::<App>()
+}
+
+/// The caller. The HTTP handler and the WebSocket's `connection_init` put it in the request
+/// data; without one (a wiring mistake) every resolver refuses rather than run as nobody.
+pub fn who<'a>(ctx: &Context<'a>) -> Result<&'a Principal, ApiError> {
+    ctx.data_opt::<Principal>()
+        .ok_or_else(|| AuthError::Missing.to_api())
 }
 
 fn sort_spec(order_by: Option<Vec<OrderOrder>>) -> Result<SortSpec, FieldViolation> {
@@ -123,6 +135,7 @@ pub fn order_connection(
 ) -> async_graphql::Result<OrderConnection> {
     let app = app(ctx);
     let core = &app.core;
+    let who = who(ctx).map_err(|e| gql_error(ctx, e))?;
     let mut violations = Vec::new();
     if first.is_some() && last.is_some() {
         violations.push(FieldViolation::new("last", "give first or last, not both"));
@@ -188,6 +201,7 @@ pub fn order_connection(
         }
     } else {
         core.list_orders(
+            who,
             &domain_filter,
             &PageRequest {
                 sort,
@@ -230,7 +244,7 @@ pub struct QueryRoot;
 impl QueryRoot {
     /// One order; null (with a NOT_FOUND error) when there is none.
     async fn order(&self, ctx: &Context<'_>, id: ID) -> Option<OrderGql> {
-        let order = OrderId::parse(&id).and_then(|id| app(ctx).core.order(id));
+        let order = who(ctx).and_then(|who| Ok(app(ctx).core.order(who, OrderId::parse(&id)?)?));
         nullable(ctx, order.map(OrderGql))
     }
 
@@ -258,8 +272,9 @@ impl QueryRoot {
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<Option<super::types::CustomerGql>> {
+        let who = who(ctx).map_err(|e| gql_error(ctx, e))?;
         CustomerId::parse(&id)
-            .and_then(|id| app(ctx).core.customer(id))
+            .and_then(|id| app(ctx).core.customer(who, id))
             .map(|c| Some(super::types::CustomerGql(c)))
             .map_err(|e| gql_error(ctx, e))
     }
@@ -455,6 +470,7 @@ impl MutationRoot {
     ) -> async_graphql::Result<OrderPayload> {
         let app = app(ctx);
         let run = || -> Result<Order, ApiError> {
+            let who = who(ctx)?;
             let command = NewOrder::parse(
                 input.customer_id.as_str(),
                 input
@@ -466,9 +482,13 @@ impl MutationRoot {
             let key = ctx
                 .data_opt::<IdempotencyHeader>()
                 .and_then(|k| k.0.as_deref());
-            let executed = app.idempotency.execute(key, "create_order", &command, || {
-                app.core.create_order(command.clone()).map(Outcome::Order)
-            })?;
+            let executed = app
+                .idempotency
+                .execute(who, key, "create_order", &command, || {
+                    app.core
+                        .create_order(who, command.clone())
+                        .map(Outcome::Order)
+                })?;
             executed.order().cloned()
         };
         run()
@@ -484,6 +504,7 @@ impl MutationRoot {
     ) -> async_graphql::Result<OrderPayload> {
         let app = app(ctx);
         let run = || -> Result<Order, ApiError> {
+            let who = who(ctx)?;
             let id = OrderId::parse(&input.id)?;
             let mut violations = Vec::new();
             let changes = OrderChanges {
@@ -504,11 +525,13 @@ impl MutationRoot {
                 .and_then(|k| k.0.as_deref());
             // The same operation and command as REST's PATCH: one key works on both.
             let command = (id, &changes, &expect);
-            let executed = app.idempotency.execute(key, "update_order", &command, || {
-                app.core
-                    .update_order(id, changes.clone(), &expect)
-                    .map(Outcome::Order)
-            })?;
+            let executed = app
+                .idempotency
+                .execute(who, key, "update_order", &command, || {
+                    app.core
+                        .update_order(who, id, changes.clone(), &expect)
+                        .map(Outcome::Order)
+                })?;
             executed.order().cloned()
         };
         run()
@@ -524,17 +547,20 @@ impl MutationRoot {
     ) -> async_graphql::Result<OrderPayload> {
         let app = app(ctx);
         let run = || -> Result<Order, ApiError> {
+            let who = who(ctx)?;
             let id = OrderId::parse(&input.id)?;
             let expect = expect(input.expected_version);
             let key = ctx
                 .data_opt::<IdempotencyHeader>()
                 .and_then(|k| k.0.as_deref());
             let command = (id, &input.reason, &expect);
-            let executed = app.idempotency.execute(key, "cancel_order", &command, || {
-                app.core
-                    .cancel_order(id, input.reason.clone(), &expect)
-                    .map(Outcome::Order)
-            })?;
+            let executed = app
+                .idempotency
+                .execute(who, key, "cancel_order", &command, || {
+                    app.core
+                        .cancel_order(who, id, input.reason.clone(), &expect)
+                        .map(Outcome::Order)
+                })?;
             executed.order().cloned()
         };
         run()
@@ -550,6 +576,7 @@ impl MutationRoot {
     ) -> async_graphql::Result<AddItemPayload> {
         let app = app(ctx);
         let run = || -> Result<AddItemPayload, ApiError> {
+            let who = who(ctx)?;
             let id = OrderId::parse(&input.order_id)?;
             let item = NewItem::parse(&input.product_id, i64::from(input.quantity))
                 .map_err(ApiError::invalid)?;
@@ -558,11 +585,13 @@ impl MutationRoot {
                 .data_opt::<IdempotencyHeader>()
                 .and_then(|k| k.0.as_deref());
             let command = (id, &item, &expect);
-            let executed = app.idempotency.execute(key, "add_item", &command, || {
-                app.core
-                    .add_item(id, item.clone(), &expect)
-                    .map(|(order, item_id)| Outcome::ItemAdded(order, item_id))
-            })?;
+            let executed = app
+                .idempotency
+                .execute(who, key, "add_item", &command, || {
+                    app.core
+                        .add_item(who, id, item.clone(), &expect)
+                        .map(|(order, item_id)| Outcome::ItemAdded(order, item_id))
+                })?;
             match executed.recorded {
                 Ok(Outcome::ItemAdded(order, item_id)) => {
                     let item = order
@@ -588,8 +617,12 @@ impl MutationRoot {
         input: DeleteOrderInput,
     ) -> async_graphql::Result<DeleteOrderPayload> {
         let app = app(ctx);
+        let who = who(ctx).map_err(|e| gql_error(ctx, e))?;
         OrderId::parse(&input.id)
-            .and_then(|id| app.core.delete_order(id, &expect(input.expected_version)))
+            .and_then(|id| {
+                app.core
+                    .delete_order(who, id, &expect(input.expected_version))
+            })
             .map(|o| DeleteOrderPayload {
                 deleted_id: ID(o.id.to_string()),
             })
@@ -612,6 +645,7 @@ impl SubscriptionRoot {
         after_seq: Option<u64>,
     ) -> async_graphql::Result<impl Stream<Item = OrderFeedItem> + use<>> {
         let app = app(ctx).clone();
+        let who = who(ctx).map_err(|e| gql_error(ctx, e))?.clone();
         let filter = EventFilter::parse(
             types.iter().flatten().map(String::as_str),
             order_id.as_ref().map_or("", |id| id.as_str()),
@@ -625,7 +659,7 @@ impl SubscriptionRoot {
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
             let _streaming = streaming;
-            let follow = feed::follow(app.core.events(), after, &filter, |item| {
+            let follow = feed::follow(app.core.events(), &who, after, &filter, |item| {
                 let item = match item {
                     FeedItem::Event(event) => OrderFeedItem::Event(OrderEventGql(event)),
                     FeedItem::Missed {

@@ -70,7 +70,10 @@ impl OrderGql {
         let id = self.0.customer_id;
         Ok(match ctx.data_opt::<DataLoader<CustomerLoader>>() {
             Some(loader) => loader.load_one(id).await?,
-            None => ctx.data::<App>()?.core.customer(id).ok(),
+            None => {
+                let who = super::query::who(ctx).map_err(|e| super::query::gql_error(ctx, e))?;
+                ctx.data::<App>()?.core.customer(who, id).ok()
+            }
         }
         .map(CustomerGql))
     }
@@ -263,7 +266,10 @@ impl OrderConnection {
     /// Every matching order, on all pages (costs a scan: ask only when needed).
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<usize> {
         Ok(match &self.filter {
-            Some(filter) => ctx.data::<App>()?.core.count_orders(filter),
+            Some(filter) => {
+                let who = super::query::who(ctx).map_err(|e| super::query::gql_error(ctx, e))?;
+                ctx.data::<App>()?.core.count_orders(who, filter)
+            }
             None => 0,
         })
     }

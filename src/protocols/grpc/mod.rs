@@ -28,6 +28,17 @@ pub const SERVICE_NAME: &str = "polyport.orders.v1.Orders";
 
 /// CORS for gRPC-Web: the request headers gRPC-Web clients send and the response headers they
 /// must be allowed to read.
+/// The response headers a gRPC-Web page on another origin may read.
+pub const EXPOSED_HEADERS: &[&str] = &[
+    "grpc-status",
+    "grpc-message",
+    "grpc-status-details-bin",
+    "x-trace-id",
+    "retry-after",
+    "ratelimit",
+    "ratelimit-policy",
+];
+
 fn cors() -> CorsLayer {
     let headers = |names: &[&'static str]| {
         names
@@ -47,12 +58,7 @@ fn cors() -> CorsLayer {
             "traceparent",
             "authorization",
         ]))
-        .expose_headers(headers(&[
-            "grpc-status",
-            "grpc-message",
-            "grpc-status-details-bin",
-            "x-trace-id",
-        ]))
+        .expose_headers(headers(EXPOSED_HEADERS))
         .max_age(std::time::Duration::from_secs(24 * 60 * 60))
 }
 

@@ -18,7 +18,7 @@ use crate::domain::core::{ORDER_SORT_FIELDS, customer_ref};
 use crate::domain::model::{CustomerId, OrderId, ProductId};
 use crate::domain::pagination::{Limit, PageRequest, Position, SortSpec};
 use crate::domain::{
-    DomainError, Expect, FieldViolation, NewItem, NewOrder, OrderChanges, OrderFilter,
+    DomainError, Expect, FieldViolation, NewItem, NewOrder, OrderChanges, OrderFilter, Principal,
 };
 use crate::gateway::ApiError;
 use crate::gateway::idempotency::Outcome;
@@ -49,6 +49,8 @@ impl OrdersService {
 
 /// What every call needs from its request besides the message.
 struct CallContext {
+    /// The caller, put on the request by the gate.
+    who: Principal,
     trace_id: Option<TraceId>,
     deadline: Option<Instant>,
     idempotency_key: Option<String>,
@@ -57,7 +59,10 @@ struct CallContext {
 impl CallContext {
     fn of<T>(request: &Request<T>) -> Result<Self, Status> {
         let trace_id = request.extensions().get::<TraceId>().cloned();
+        let who = crate::gateway::auth::principal_of(request.extensions())
+            .map_err(|e| status::from_api(&e, trace_id.as_ref()))?;
         let context = Self {
+            who,
             deadline: deadline::from_metadata(request.metadata()),
             idempotency_key: request
                 .metadata()
@@ -122,6 +127,7 @@ fn error_message(error: &ApiError) -> pb::Error {
 impl OrdersService {
     fn create(
         &self,
+        who: &Principal,
         request: &pb::CreateOrderRequest,
         key: Option<&str>,
     ) -> Result<(pb::Order, bool), ApiError> {
@@ -137,10 +143,10 @@ impl OrdersService {
         let executed = self
             .app
             .idempotency
-            .execute(key, "create_order", &command, || {
+            .execute(who, key, "create_order", &command, || {
                 self.app
                     .core
-                    .create_order(command.clone())
+                    .create_order(who, command.clone())
                     .map(Outcome::Order)
             })?;
         Ok((convert::order(executed.order()?), executed.replayed))
@@ -148,6 +154,7 @@ impl OrdersService {
 
     fn update(
         &self,
+        who: &Principal,
         request: &pb::UpdateOrderRequest,
         key: Option<&str>,
     ) -> Result<(pb::Order, bool), ApiError> {
@@ -199,10 +206,10 @@ impl OrdersService {
         let executed = self
             .app
             .idempotency
-            .execute(key, "update_order", &command, || {
+            .execute(who, key, "update_order", &command, || {
                 self.app
                     .core
-                    .update_order(id, changes.clone(), &expect)
+                    .update_order(who, id, changes.clone(), &expect)
                     .map(Outcome::Order)
             })?;
         // The core names the fields of the order ("customer_id"); here they sit in `order`.
@@ -219,6 +226,7 @@ impl OrdersService {
 
     fn cancel(
         &self,
+        who: &Principal,
         request: &pb::CancelOrderRequest,
         key: Option<&str>,
     ) -> Result<(pb::Order, bool), ApiError> {
@@ -229,17 +237,17 @@ impl OrdersService {
         let executed = self
             .app
             .idempotency
-            .execute(key, "cancel_order", &command, || {
+            .execute(who, key, "cancel_order", &command, || {
                 self.app
                     .core
-                    .cancel_order(id, reason.clone(), &expect)
+                    .cancel_order(who, id, reason.clone(), &expect)
                     .map(Outcome::Order)
             })?;
         Ok((convert::order(executed.order()?), executed.replayed))
     }
 
-    fn get(&self, request: &pb::GetOrderRequest) -> Result<pb::Order, ApiError> {
-        let order = self.app.core.order(order_id(&request.id, "id")?)?;
+    fn get(&self, who: &Principal, request: &pb::GetOrderRequest) -> Result<pb::Order, ApiError> {
+        let order = self.app.core.order(who, order_id(&request.id, "id")?)?;
         Ok(convert::order(&order))
     }
 }
@@ -251,7 +259,9 @@ impl pb::orders_server::Orders for OrdersService {
         request: Request<pb::GetOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
         let cx = CallContext::of(&request)?;
-        let order = self.get(request.get_ref()).map_err(|e| cx.fail(e))?;
+        let order = self
+            .get(&cx.who, request.get_ref())
+            .map_err(|e| cx.fail(e))?;
         Ok(cx.reply(order, false))
     }
 
@@ -261,7 +271,7 @@ impl pb::orders_server::Orders for OrdersService {
     ) -> Result<Response<pb::Order>, Status> {
         let cx = CallContext::of(&request)?;
         let (order, replayed) = self
-            .create(request.get_ref(), cx.idempotency_key.as_deref())
+            .create(&cx.who, request.get_ref(), cx.idempotency_key.as_deref())
             .map_err(|e| cx.fail(e))?;
         Ok(cx.reply(order, replayed))
     }
@@ -272,7 +282,7 @@ impl pb::orders_server::Orders for OrdersService {
     ) -> Result<Response<pb::Order>, Status> {
         let cx = CallContext::of(&request)?;
         let (order, replayed) = self
-            .update(request.get_ref(), cx.idempotency_key.as_deref())
+            .update(&cx.who, request.get_ref(), cx.idempotency_key.as_deref())
             .map_err(|e| cx.fail(e))?;
         Ok(cx.reply(order, replayed))
     }
@@ -283,7 +293,7 @@ impl pb::orders_server::Orders for OrdersService {
     ) -> Result<Response<pb::Order>, Status> {
         let cx = CallContext::of(&request)?;
         let (order, replayed) = self
-            .cancel(request.get_ref(), cx.idempotency_key.as_deref())
+            .cancel(&cx.who, request.get_ref(), cx.idempotency_key.as_deref())
             .map_err(|e| cx.fail(e))?;
         Ok(cx.reply(order, replayed))
     }
@@ -299,7 +309,7 @@ impl pb::orders_server::Orders for OrdersService {
             Ok(self
                 .app
                 .core
-                .delete_order(id, &expect(message.expected_version))?)
+                .delete_order(&cx.who, id, &expect(message.expected_version))?)
         };
         let order = run().map_err(|e| cx.fail(e))?;
         Ok(cx.reply(
@@ -324,13 +334,14 @@ impl pb::orders_server::Orders for OrdersService {
             // The same operation and command as REST's POST /v1/orders/{id}/items.
             let command = (id, &item, &expect);
             let executed = self.app.idempotency.execute(
+                &cx.who,
                 cx.idempotency_key.as_deref(),
                 "add_item",
                 &command,
                 || {
                     self.app
                         .core
-                        .add_item(id, item.clone(), &expect)
+                        .add_item(&cx.who, id, item.clone(), &expect)
                         .map(|(order, item_id)| Outcome::ItemAdded(order, item_id))
                 },
             )?;
@@ -357,7 +368,7 @@ impl pb::orders_server::Orders for OrdersService {
         let cx = CallContext::of(&request)?;
         let id = &request.get_ref().id;
         let customer = CustomerId::parse(id)
-            .and_then(|id| self.app.core.customer(id))
+            .and_then(|id| self.app.core.customer(&cx.who, id))
             .map_err(|e| cx.fail(e))?;
         Ok(cx.reply(convert::customer(&customer), false))
     }
@@ -432,9 +443,9 @@ impl pb::orders_server::Orders for OrdersService {
                         position: Position::Start,
                         limit: Limit::new(limit),
                     };
-                    for id in app.core.order_ids(&filter, &everything).rows {
+                    for id in app.core.order_ids(&cx.who, &filter, &everything).rows {
                         // An order deleted since the snapshot is skipped.
-                        let Ok(order) = app.core.order(OrderId(id)) else {
+                        let Ok(order) = app.core.order(&cx.who, OrderId(id)) else {
                             continue;
                         };
                         if tx.send(Ok(convert::order(&order))).await.is_err() {
@@ -452,7 +463,7 @@ impl pb::orders_server::Orders for OrdersService {
                         position,
                         limit: Limit::new(100),
                     };
-                    let page = app.core.list_orders(&filter, &request);
+                    let page = app.core.list_orders(&cx.who, &filter, &request);
                     for order in &page.rows {
                         if sent == limit || tx.send(Ok(convert::order(order))).await.is_err() {
                             return;
@@ -488,7 +499,7 @@ impl pb::orders_server::Orders for OrdersService {
         let app = self.app.clone();
         tokio::spawn(async move {
             let _streaming = streaming;
-            let follow = watch::follow(&app, after, &filter, |item| {
+            let follow = watch::follow(&app, &cx.who, after, &filter, |item| {
                 let tx = &tx;
                 async move {
                     let kind = match item {
@@ -524,7 +535,7 @@ impl pb::orders_server::Orders for OrdersService {
                     )));
                 }
                 let index = summary.results.len() as u32;
-                let result = match self.create(&message, None) {
+                let result = match self.create(&cx.who, &message, None) {
                     Ok((order, _)) => {
                         summary.created += 1;
                         pb::bulk_create_result::Result::Order(order)
@@ -578,7 +589,7 @@ impl pb::orders_server::Orders for OrdersService {
                             return;
                         }
                     };
-                    let reply = service.session_command(command, &tx, &mut watcher);
+                    let reply = service.session_command(&cx.who, command, &tx, &mut watcher);
                     if tx.send(Ok(reply)).await.is_err() {
                         return;
                     }
@@ -601,6 +612,7 @@ impl OrdersService {
     /// event feed, which shares the outbound channel.
     fn session_command(
         &self,
+        who: &Principal,
         command: pb::SessionCommand,
         tx: &mpsc::Sender<Result<pb::SessionMessage, Status>>,
         watcher: &mut Option<tokio::task::JoinHandle<()>>,
@@ -608,10 +620,16 @@ impl OrdersService {
         use pb::session_command::Command;
         use pb::session_message::Kind;
         let result: Result<Kind, ApiError> = match command.command {
-            Some(Command::GetOrder(r)) => self.get(&r).map(Kind::Order),
-            Some(Command::CreateOrder(r)) => self.create(&r, None).map(|(o, _)| Kind::Order(o)),
-            Some(Command::UpdateOrder(r)) => self.update(&r, None).map(|(o, _)| Kind::Order(o)),
-            Some(Command::CancelOrder(r)) => self.cancel(&r, None).map(|(o, _)| Kind::Order(o)),
+            Some(Command::GetOrder(r)) => self.get(who, &r).map(Kind::Order),
+            Some(Command::CreateOrder(r)) => {
+                self.create(who, &r, None).map(|(o, _)| Kind::Order(o))
+            }
+            Some(Command::UpdateOrder(r)) => {
+                self.update(who, &r, None).map(|(o, _)| Kind::Order(o))
+            }
+            Some(Command::CancelOrder(r)) => {
+                self.cancel(who, &r, None).map(|(o, _)| Kind::Order(o))
+            }
             Some(Command::Subscribe(r)) => watch::filter(&r).map(|filter| {
                 if let Some(old) = watcher.take() {
                     old.abort();
@@ -619,9 +637,10 @@ impl OrdersService {
                 let last_seq = self.app.core.events().last_seq();
                 let app = self.app.clone();
                 let tx = tx.clone();
+                let who = who.clone();
                 *watcher = Some(tokio::spawn(async move {
                     let after = r.after_seq.or(Some(last_seq));
-                    watch::follow(&app, after, &filter, |item| {
+                    watch::follow(&app, &who, after, &filter, |item| {
                         let tx = &tx;
                         async move {
                             let kind = match item {

@@ -35,11 +35,21 @@ pub fn from_api(error: &ApiError, trace_id: Option<&TraceId>) -> Status {
         info.insert("trace_id".to_owned(), trace_id.to_string());
     }
     details.set_error_info(error.kind.slug, "polyport", info);
+    if let Some(delay) = error.retry_after {
+        details.set_retry_info(Some(delay));
+    }
     let mut status = Status::with_error_details(code, error.detail.clone(), details);
     if let Some(trace_id) = trace_id
         && let Ok(value) = MetadataValue::try_from(trace_id.as_str())
     {
         status.metadata_mut().insert(TRACE_ID, value);
+    }
+    if let Some(delay) = error.retry_after {
+        // Whole seconds, as HTTP's Retry-After; RetryInfo above has the exact delay.
+        let seconds = crate::gateway::error::whole_seconds(delay);
+        status
+            .metadata_mut()
+            .insert("retry-after", MetadataValue::from(seconds));
     }
     status
 }

@@ -5,6 +5,7 @@ use std::future::Future;
 
 use super::{convert, pb};
 use crate::app::App;
+use crate::domain::Principal;
 use crate::domain::feed::{self, EventFilter, FeedItem};
 use crate::gateway::ApiError;
 
@@ -27,14 +28,19 @@ pub enum Item {
     Missed(pb::EventsMissed),
 }
 
-/// Follows the log after `after_seq` (`None`: from now), handing matching events to `send`
+/// Follows the log for `who` after `after_seq` (`None`: from now), handing matching events to `send`
 /// until `send` reports the client gone (returns false).
-pub async fn follow<F, Fut>(app: &App, after_seq: Option<u64>, filter: &EventFilter, mut send: F)
-where
+pub async fn follow<F, Fut>(
+    app: &App,
+    who: &Principal,
+    after_seq: Option<u64>,
+    filter: &EventFilter,
+    mut send: F,
+) where
     F: FnMut(Item) -> Fut,
     Fut: Future<Output = bool>,
 {
-    feed::follow(app.core.events(), after_seq, filter, |item| {
+    feed::follow(app.core.events(), who, after_seq, filter, |item| {
         send(match item {
             FeedItem::Event(event) => Item::Event(Box::new(convert::event(&event))),
             FeedItem::Missed {

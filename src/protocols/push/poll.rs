@@ -22,10 +22,12 @@ use super::{admit, event_json, filter, missed_json, query_params, seq};
 use crate::app::App;
 use crate::domain::FieldViolation;
 use crate::gateway::ApiError;
+use crate::gateway::auth::Caller;
 
 /// `GET /v1/events/poll`
 pub async fn poll(
     State(app): State<App>,
+    Caller(who): Caller,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let params = query_params(
@@ -79,7 +81,7 @@ pub async fn poll(
             break;
         }
         next_since = event.seq;
-        if filter.matches(event) {
+        if filter.matches(&who, event) {
             events.push(event_json(event));
         }
     }
@@ -93,14 +95,14 @@ pub async fn poll(
                     Ok(event) if event.seq <= next_since => {}
                     Ok(event) => {
                         next_since = event.seq;
-                        if filter.matches(&event) {
+                        if filter.matches(&who, &event) {
                             events.push(event_json(&event));
                             // Take whatever else has already arrived, up to the limit.
                             while events.len() < limit {
                                 match live.try_recv() {
                                     Ok(more) if more.seq > next_since => {
                                         next_since = more.seq;
-                                        if filter.matches(&more) {
+                                        if filter.matches(&who, &more) {
                                             events.push(event_json(&more));
                                         }
                                     }

@@ -21,9 +21,11 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::{admit, event_json, filter, missed_json, query_params, seq};
 use crate::app::App;
+use crate::domain::Principal;
 use crate::domain::feed::{self, FeedItem};
 use crate::domain::model::OrderId;
 use crate::gateway::ApiError;
+use crate::gateway::auth::Caller;
 use crate::gateway::error::kind;
 
 /// Frames queued for a slow reader before the follower waits for it.
@@ -32,34 +34,37 @@ const BUFFER: usize = 64;
 /// `GET /v1/events`
 pub async fn all_events(
     State(app): State<App>,
+    Caller(who): Caller,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let params = query_params(query, &["types", "customer_id", "last_event_id"])?;
     let customer = params.get("customer_id").map_or("", String::as_str);
     let filter = filter(params.get("types").map(String::as_str), "", customer)?;
-    stream(app, &headers, params.get("last_event_id"), filter)
+    stream(app, who, &headers, params.get("last_event_id"), filter)
 }
 
 /// `GET /v1/orders/{id}/events`: 404 unless the order exists.
 pub async fn order_events(
     State(app): State<App>,
+    Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let order = app.core.order(OrderId::parse(&id)?)?;
+    let order = app.core.order(&who, OrderId::parse(&id)?)?;
     let params = query_params(query, &["types", "last_event_id"])?;
     let filter = filter(
         params.get("types").map(String::as_str),
         &order.id.to_string(),
         "",
     )?;
-    stream(app, &headers, params.get("last_event_id"), filter)
+    stream(app, who, &headers, params.get("last_event_id"), filter)
 }
 
 fn stream(
     app: App,
+    who: Principal,
     headers: &HeaderMap,
     query_last_id: Option<&String>,
     filter: feed::EventFilter,
@@ -106,7 +111,7 @@ fn stream(
         if tx.send(Ok(hello)).await.is_err() {
             return;
         }
-        let follow = feed::follow(app.core.events(), after, &filter, |item| {
+        let follow = feed::follow(app.core.events(), &who, after, &filter, |item| {
             let frame = match item {
                 FeedItem::Event(event) => SseEvent::default()
                     .id(event.seq.to_string())

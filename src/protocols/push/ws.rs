@@ -3,6 +3,7 @@
 //!
 //! Client to server:
 //! ```text
+//! {"op":"auth","token":"<API key or access token>"}   first, unless the upgrade request had credentials
 //! {"op":"subscribe","id":"s1","topic":"orders","filter":{"types":[...],"order_id":"7","customer_id":"2"},"after_seq":N}
 //! {"op":"unsubscribe","id":"s1"}
 //! {"op":"ping","id":"p1"}
@@ -22,7 +23,16 @@
 //! `after_seq` resumes a subscription exactly as SSE's Last-Event-ID does (replay, then live;
 //! `reset` when too old); without it the subscription starts with new events.
 //!
-//! Close codes: 1001 the server is shutting down; 1009 a message over
+//! A client whose upgrade request carried no credentials (browsers cannot set headers) must
+//! send `auth` as its first message within `auth.first_message_timeout`; anything else, a bad
+//! token or silence closes the connection with 4401. A command the caller's role does not allow
+//! gets an `error` message (403, `forbidden`) and the connection stays open.
+//!
+//! Messages count against the caller's rate limit like requests do: the first one over the
+//! limit gets an `error` message (429, `rate-limited`, with `retry_after`); another one before
+//! the quota has room again closes the connection with 4429.
+//!
+//! Close codes: 4401 not authenticated; 4429 rate limited; 1001 the server is shutting down; 1009 a message over
 //! `push.ws_max_message_bytes`; 4000 no sign of life from the client for `push.ws_idle_timeout`
 //! (the server pings every `push.ws_ping_interval`, and browsers answer pings by themselves);
 //! 4008 slow consumer: the client's queue of `push.ws_queue` messages stayed full for
@@ -48,12 +58,18 @@ use super::{admit, event_json, missed_json};
 use crate::app::{App, StreamGuard};
 use crate::domain::feed::{self, EventFilter, FeedItem};
 use crate::domain::model::OrderId;
-use crate::domain::{FieldViolation, NewOrder};
+use crate::domain::{FieldViolation, NewOrder, Principal};
 use crate::gateway::ApiError;
+use crate::gateway::gate::rate_limited;
+use crate::gateway::ratelimit::Policy;
 use crate::gateway::trace::{TraceId, problem_body};
 use crate::protocols::rest::body::from_value;
 use crate::protocols::rest::v1::dto::{NewItemV1, OrderV1};
 
+/// Close code: no valid credentials (in the upgrade request or the first message).
+pub const CLOSE_UNAUTHENTICATED: u16 = 4401;
+/// Close code: the client kept sending after being told it was over its rate limit.
+pub const CLOSE_RATE_LIMITED: u16 = 4429;
 /// Close code: no sign of life from the client.
 pub const CLOSE_IDLE: u16 = 4000;
 /// Close code: the client reads too slowly; its queue overflowed.
@@ -65,19 +81,26 @@ pub const MAX_SUBSCRIPTIONS: usize = 32;
 pub async fn upgrade(
     State(app): State<App>,
     Extension(trace_id): Extension<TraceId>,
+    who: Option<Extension<Principal>>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    let who = who.map(|Extension(who)| who);
     let streaming = admit(&app)?;
     let max = app.config.push.ws_max_message_bytes;
     Ok(upgrade
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| Session::run(app, trace_id, streaming, socket)))
+        .on_upgrade(move |socket| Session::run(app, who, trace_id, streaming, socket)))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 enum Command {
+    Auth {
+        #[serde(default)]
+        id: Option<String>,
+        token: String,
+    },
     Subscribe {
         id: String,
         #[serde(default)]
@@ -124,6 +147,12 @@ struct FilterV1 {
 
 struct Session {
     app: App,
+    /// The caller; `None` until an `auth` message when the upgrade carried no credentials.
+    who: Option<Principal>,
+    /// Set by a command that ends the session (a failed `auth`): the close code and reason.
+    closing: Option<(u16, String)>,
+    /// The last message was refused by the rate limiter (the next refusal closes).
+    limited: bool,
     trace_id: TraceId,
     /// Everything this client is sent goes through this bounded queue to the writer task; a
     /// client that reads too slowly fills it and is closed, instead of growing it or blocking us.
@@ -137,7 +166,13 @@ struct Session {
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Session {
-    async fn run(app: App, trace_id: TraceId, streaming: StreamGuard, socket: WebSocket) {
+    async fn run(
+        app: App,
+        who: Option<Principal>,
+        trace_id: TraceId,
+        streaming: StreamGuard,
+        socket: WebSocket,
+    ) {
         let _streaming = streaming;
         let push = app.config.push.clone();
         let (mut sink, mut stream) = socket.split();
@@ -170,8 +205,13 @@ impl Session {
             }
         });
 
+        let auth_deadline = tokio::time::sleep(app.config.auth.first_message_timeout);
+        tokio::pin!(auth_deadline);
         let mut session = Session {
             app,
+            who,
+            closing: None,
+            limited: false,
             trace_id,
             out_tx,
             overflow_tx,
@@ -208,6 +248,9 @@ impl Session {
                                 "message", "binary frames are not supported; send JSON text").into())),
                             Message::Ping(_) | Message::Pong(_) | Message::Close(_) => None,
                         };
+                        if let Some(closing) = session.closing.take() {
+                            break Some(closing);
+                        }
                         if let Some(reply) = reply
                             && session.out_tx.try_send(Message::Text(reply.to_string().into())).is_err()
                         {
@@ -230,6 +273,9 @@ impl Session {
                 // The writer ended by itself: the client is gone.
                 _ = &mut writer => break None,
                 () = session.app.drained() => break Some((1001, "server shutting down".to_owned())),
+                () = &mut auth_deadline, if session.who.is_none() => {
+                    break Some((CLOSE_UNAUTHENTICATED, "authentication timeout: send {\"op\":\"auth\",\"token\":...} first".to_owned()));
+                }
             }
         };
         for (_, follower) in session.subscriptions.drain() {
@@ -267,6 +313,18 @@ impl Session {
             }
         };
         let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
+        if let Some(who) = &self.who {
+            let decision = self.app.limiter.check(Policy::Caller, &who.name);
+            if !decision.allowed {
+                if self.limited {
+                    self.closing = Some((CLOSE_RATE_LIMITED, "rate limited".into()));
+                    return None;
+                }
+                self.limited = true;
+                return Some(self.error(id.as_deref(), &rate_limited(&decision)));
+            }
+            self.limited = false;
+        }
         let command: Command = match from_value(&value) {
             Ok(command) => command,
             Err(error) => return Some(self.error(id.as_deref(), &error)),
@@ -276,12 +334,33 @@ impl Session {
     }
 
     fn execute(&mut self, command: Command) -> Result<Option<Value>, ApiError> {
+        let who = match (&self.who, &command) {
+            (Some(who), _) => who.clone(),
+            (None, Command::Auth { id, token }) => {
+                let (id, token) = (id.clone(), token.clone());
+                return Ok(Some(self.authenticate(id, &token)));
+            }
+            (None, _) => {
+                self.closing = Some((
+                    CLOSE_UNAUTHENTICATED,
+                    "not authenticated: the first message must be {\"op\":\"auth\",\"token\":...}"
+                        .into(),
+                ));
+                return Ok(None);
+            }
+        };
         let core = &self.app.core;
         let order_reply = |id: String, order: &crate::domain::model::Order| json!({ "op": "result", "id": id, "order": OrderV1::from(order) });
         Ok(Some(match command {
             Command::Ping { id } => json!({ "op": "pong", "id": id }),
+            // A session has one caller, whose subscriptions are already running.
+            Command::Auth { .. } => {
+                return Err(
+                    FieldViolation::new("op", "this connection is already authenticated").into(),
+                );
+            }
             Command::GetOrder { id, order_id } => {
-                let order = core.order(OrderId::parse(&order_id)?)?;
+                let order = core.order(&who, OrderId::parse(&order_id)?)?;
                 order_reply(id, &order)
             }
             Command::CreateOrder {
@@ -294,7 +373,7 @@ impl Session {
                     items.iter().map(|i| (i.product_id.as_str(), i.quantity)),
                 )
                 .map_err(ApiError::invalid)?;
-                order_reply(id, &core.create_order(command)?)
+                order_reply(id, &core.create_order(&who, command)?)
             }
             Command::CancelOrder {
                 id,
@@ -302,6 +381,7 @@ impl Session {
                 reason,
             } => {
                 let order = core.cancel_order(
+                    &who,
                     OrderId::parse(&order_id)?,
                     reason,
                     &crate::domain::Expect::Any,
@@ -356,7 +436,7 @@ impl Session {
                 }
                 self.subscriptions.insert(
                     id.clone(),
-                    self.follow(id.clone(), after_seq.or(Some(last_seq)), filter),
+                    self.follow(who, id.clone(), after_seq.or(Some(last_seq)), filter),
                 );
                 return Ok(None);
             }
@@ -367,6 +447,7 @@ impl Session {
     /// for room in it.
     fn follow(
         &self,
+        who: Principal,
         subscription: String,
         after: Option<u64>,
         filter: EventFilter,
@@ -376,7 +457,7 @@ impl Session {
         let overflow = self.overflow_tx.clone();
         let send_timeout = self.app.config.push.ws_send_timeout;
         tokio::spawn(async move {
-            feed::follow(&log, after, &filter, |item| {
+            feed::follow(&log, &who, after, &filter, |item| {
                 let (op, body) = match item {
                     FeedItem::Event(event) => ("event", event_json(&event)),
                     FeedItem::Missed {
@@ -406,12 +487,43 @@ impl Session {
         })
     }
 
+    /// `{"op":"auth"}`: the session's caller from then on, or the end of the session.
+    fn authenticate(&mut self, id: Option<String>, token: &str) -> Value {
+        match self.app.auth.verify_secret(token) {
+            Ok(who) => {
+                let reply = json!({
+                    "op": "result",
+                    "id": id,
+                    "authenticated": { "principal": &*who.name, "role": who.role.name() },
+                });
+                self.who = Some(who);
+                reply
+            }
+            Err(error) => {
+                self.closing = Some((CLOSE_UNAUTHENTICATED, close_reason(&error.to_api().detail)));
+                Value::Null
+            }
+        }
+    }
+
     fn error(&self, id: Option<&str>, error: &ApiError) -> Value {
         tagged(
             json!({ "op": "error", "id": id }),
             problem_body(error, None, Some(&self.trace_id)),
         )
     }
+}
+
+/// `text` cut to fit a close frame's reason (at most 123 bytes), on a character boundary.
+pub fn close_reason(text: &str) -> String {
+    let mut reason = String::new();
+    for c in text.chars() {
+        if reason.len() + c.len_utf8() > 120 {
+            break;
+        }
+        reason.push(c);
+    }
+    reason
 }
 
 /// `head`'s fields (the `op` and its addressing) followed by `body`'s.

@@ -5,6 +5,7 @@ use axum::response::Response;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::app::App;
+use crate::domain::Principal;
 use crate::gateway::ApiError;
 use crate::gateway::idempotency::{Executed, Recorded};
 
@@ -13,10 +14,11 @@ pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key
 /// The response header set on replays.
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
-/// Runs `execute` once per `Idempotency-Key` (or every time when the header is absent).
+/// Runs `execute` once per `Idempotency-Key` of `who` (or every time when the header is absent).
 /// `operation` and `command` identify the request: the same key with another command is a 422.
 pub fn run(
     app: &App,
+    who: &Principal,
     headers: &HeaderMap,
     operation: &str,
     command: &impl std::fmt::Debug,
@@ -25,7 +27,8 @@ pub fn run(
     let key = headers
         .get(IDEMPOTENCY_KEY)
         .map(|v| v.to_str().unwrap_or_default());
-    app.idempotency.execute(key, operation, command, execute)
+    app.idempotency
+        .execute(who, key, operation, command, execute)
 }
 
 /// Marks a replayed response with `Idempotent-Replayed: true`.

@@ -12,6 +12,7 @@ use crate::domain::core::CUSTOMER_SORT_FIELDS;
 use crate::domain::model::CustomerId;
 use crate::domain::{DomainError, NewCustomer, OrderFilter};
 use crate::gateway::ApiError;
+use crate::gateway::auth::Caller;
 use crate::gateway::idempotency::Outcome;
 use crate::protocols::rest::body::JsonBody;
 use crate::protocols::rest::conditional::content_etag;
@@ -30,10 +31,11 @@ const CUSTOMERS: ListSpec = ListSpec {
 /// `GET /v1/customers`
 pub async fn list(
     State(app): State<App>,
+    Caller(who): Caller,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let params = listing::parse(query, &CUSTOMERS, app.page_limits(), app.core.cursors())?;
-    let page = app.core.list_customers(&params.page);
+    let page = app.core.list_customers(&who, &params.page);
     Ok(listing::respond(
         &page,
         &params,
@@ -46,13 +48,14 @@ pub async fn list(
 /// `POST /v1/customers` -> 201; a taken email -> 409.
 pub async fn create(
     State(app): State<App>,
+    Caller(who): Caller,
     headers: HeaderMap,
     JsonBody(body): JsonBody<NewCustomerV1>,
 ) -> Result<Response, ApiError> {
     let command = NewCustomer::from(body);
-    let executed = idempotent::run(&app, &headers, "create_customer", &command, || {
+    let executed = idempotent::run(&app, &who, &headers, "create_customer", &command, || {
         app.core
-            .create_customer(command.clone())
+            .create_customer(&who, command.clone())
             .map(Outcome::Customer)
     })?;
     let response = match &executed.recorded {
@@ -70,10 +73,11 @@ pub async fn create(
 /// `GET /v1/customers/{id}`
 pub async fn read(
     State(app): State<App>,
+    Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let customer = app.core.customer(CustomerId::parse(&id)?)?;
+    let customer = app.core.customer(&who, CustomerId::parse(&id)?)?;
     let body = CustomerV1::from(&customer);
     let etag = content_etag(&serde_json::to_vec(&body).expect("serializable"));
     Ok(JsonResponse::ok(&body)
@@ -86,13 +90,14 @@ pub async fn read(
 /// `GET /v1/customers/{id}/orders`: the orders list, fixed to one customer.
 pub async fn orders(
     State(app): State<App>,
+    Caller(who): Caller,
     Path(id): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let customer = app.core.customer(CustomerId::parse(&id)?)?;
+    let customer = app.core.customer(&who, CustomerId::parse(&id)?)?;
     let filter = OrderFilter {
         customer_id: Some(customer.id),
         status: None,
     };
-    orders::list_filtered(&app, query, &orders::CUSTOMER_ORDERS, filter)
+    orders::list_filtered(&app, &who, query, &orders::CUSTOMER_ORDERS, filter)
 }

@@ -15,8 +15,9 @@ use super::dto::{
 use crate::app::App;
 use crate::domain::core::{ITEM_SORT_FIELDS, MAX_BULK_ORDERS, ORDER_SORT_FIELDS};
 use crate::domain::model::{Customer, CustomerId, ItemId, Order, OrderId};
-use crate::domain::{DomainError, FieldViolation, NewItem, NewOrder, OrderFilter};
+use crate::domain::{DomainError, FieldViolation, NewItem, NewOrder, OrderFilter, Principal};
 use crate::gateway::ApiError;
+use crate::gateway::auth::Caller;
 use crate::gateway::error::kind;
 use crate::gateway::idempotency::Outcome;
 use crate::gateway::trace::problem_body;
@@ -82,14 +83,16 @@ fn order_body(order: &Order) -> JsonResponse {
 /// `GET /v1/orders`
 pub async fn list(
     State(app): State<App>,
+    Caller(who): Caller,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    list_filtered(&app, query, &ORDERS, OrderFilter::default())
+    list_filtered(&app, &who, query, &ORDERS, OrderFilter::default())
 }
 
 /// Lists orders for `query`, on top of `filter` (which a path may have fixed).
 pub fn list_filtered(
     app: &App,
+    who: &Principal,
     query: Vec<(String, String)>,
     spec: &ListSpec,
     mut filter: OrderFilter,
@@ -112,7 +115,7 @@ pub fn list_filtered(
             next: None,
         }
     } else {
-        app.core.list_orders(&filter, &params.page)
+        app.core.list_orders(who, &filter, &params.page)
     };
     let mut customers = HashMap::new();
     Ok(listing::respond(
@@ -120,13 +123,14 @@ pub fn list_filtered(
         &params,
         app.core.cursors(),
         Caching::Private,
-        |order| order_row(app, order, &params, &mut customers),
+        |order| order_row(app, who, order, &params, &mut customers),
     ))
 }
 
 /// One order in a list: items only with `include=items`, the customer with `include=customer`.
 fn order_row(
     app: &App,
+    who: &Principal,
     order: &Order,
     params: &ListParams,
     customers: &mut HashMap<CustomerId, Option<Customer>>,
@@ -138,7 +142,7 @@ fn order_row(
     if params.includes("customer") {
         let customer = customers
             .entry(order.customer_id)
-            .or_insert_with(|| app.core.customer(order.customer_id).ok());
+            .or_insert_with(|| app.core.customer(who, order.customer_id).ok());
         object.insert(
             "customer".into(),
             customer
@@ -152,12 +156,15 @@ fn order_row(
 /// `POST /v1/orders` -> 201 + Location; honours `Idempotency-Key`.
 pub async fn create(
     State(app): State<App>,
+    Caller(who): Caller,
     headers: HeaderMap,
     JsonBody(body): JsonBody<CreateOrderV1>,
 ) -> Result<Response, ApiError> {
     let command = body.into_domain().map_err(invalid)?;
-    let executed = idempotent::run(&app, &headers, "create_order", &command, || {
-        app.core.create_order(command.clone()).map(Outcome::Order)
+    let executed = idempotent::run(&app, &who, &headers, "create_order", &command, || {
+        app.core
+            .create_order(&who, command.clone())
+            .map(Outcome::Order)
     })?;
     let response = executed.order().map(|order| {
         JsonResponse::created(&format!("/v1/orders/{}", order.id), &OrderV1::from(order))
@@ -170,6 +177,7 @@ pub async fn create(
 /// `POST /v1/orders/bulk` -> 200 with one result per order; a bad element fails alone.
 pub async fn bulk(
     State(app): State<App>,
+    Caller(who): Caller,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -190,16 +198,23 @@ pub async fn bulk(
             parsed.into_domain()
         })
         .collect();
-    let executed = idempotent::run(&app, &headers, "bulk_create_orders", &commands, || {
-        let results = commands
-            .iter()
-            .map(|command| match command {
-                Ok(command) => app.core.create_order(command.clone()),
-                Err(violations) => Err(DomainError::Invalid(violations.clone())),
-            })
-            .collect();
-        Ok(Outcome::Bulk(results))
-    })?;
+    let executed = idempotent::run(
+        &app,
+        &who,
+        &headers,
+        "bulk_create_orders",
+        &commands,
+        || {
+            let results = commands
+                .iter()
+                .map(|command| match command {
+                    Ok(command) => app.core.create_order(&who, command.clone()),
+                    Err(violations) => Err(DomainError::Invalid(violations.clone())),
+                })
+                .collect();
+            Ok(Outcome::Bulk(results))
+        },
+    )?;
     let Ok(Outcome::Bulk(results)) = &executed.recorded else {
         return Err(DomainError::Internal("unexpected idempotent outcome".into()).into());
     };
@@ -228,34 +243,37 @@ pub async fn bulk(
 /// `GET /v1/orders/{id}` with `ETag`; `If-None-Match` -> 304.
 pub async fn read(
     State(app): State<App>,
+    Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let order = app.core.order(order_id(&id)?)?;
+    let order = app.core.order(&who, order_id(&id)?)?;
     Ok(order_body(&order).or_not_modified(&headers).into_response())
 }
 
 /// `PUT /v1/orders/{id}`: replaces customer, status and items; `If-Match` -> 412 on mismatch.
 pub async fn replace(
     State(app): State<App>,
+    Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let id = order_id(&id)?;
     // Path first: a PUT to an order that does not exist is a 404 whatever the body says.
-    app.core.order(id)?;
+    app.core.order(&who, id)?;
     let body: ReplaceOrderV1 = json_from(&headers, &bytes)?;
     let changes = body.into_domain().map_err(invalid)?;
     let order = app
         .core
-        .update_order(id, changes, &expected_version(&headers))?;
+        .update_order(&who, id, changes, &expected_version(&headers))?;
     Ok(order_body(&order).into_response())
 }
 
 /// `PATCH /v1/orders/{id}` (merge patch); `If-Match`, `Idempotency-Key`.
 pub async fn modify(
     State(app): State<App>,
+    Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     PatchBody(body): PatchBody<PatchOrderV1>,
@@ -264,9 +282,9 @@ pub async fn modify(
     let changes = body.into_domain().map_err(invalid)?;
     let expect = expected_version(&headers);
     let command = (id, &changes, &expect);
-    let executed = idempotent::run(&app, &headers, "update_order", &command, || {
+    let executed = idempotent::run(&app, &who, &headers, "update_order", &command, || {
         app.core
-            .update_order(id, changes.clone(), &expect)
+            .update_order(&who, id, changes.clone(), &expect)
             .map(Outcome::Order)
     })?;
     let response = executed
@@ -278,11 +296,12 @@ pub async fn modify(
 /// `DELETE /v1/orders/{id}` -> 204; `If-Match`.
 pub async fn remove(
     State(app): State<App>,
+    Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     app.core
-        .delete_order(order_id(&id)?, &expected_version(&headers))?;
+        .delete_order(&who, order_id(&id)?, &expected_version(&headers))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -291,12 +310,13 @@ pub async fn remove(
 /// `GET /v1/orders/{id}/items`
 pub async fn list_items(
     State(app): State<App>,
+    Caller(who): Caller,
     Path(id): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let id = order_id(&id)?;
     let params = listing::parse(query, &ITEMS, app.page_limits(), app.core.cursors())?;
-    let page = app.core.list_items(id, &params.page)?;
+    let page = app.core.list_items(&who, id, &params.page)?;
     Ok(listing::respond(
         &page,
         &params,
@@ -309,6 +329,7 @@ pub async fn list_items(
 /// `POST /v1/orders/{id}/items` -> 201 + Location; `If-Match`, `Idempotency-Key`.
 pub async fn add_item(
     State(app): State<App>,
+    Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<NewItemV1>,
@@ -317,9 +338,9 @@ pub async fn add_item(
     let item = NewItem::parse(&body.product_id, body.quantity).map_err(invalid)?;
     let expect = expected_version(&headers);
     let command = (id, &item, &expect);
-    let executed = idempotent::run(&app, &headers, "add_item", &command, || {
+    let executed = idempotent::run(&app, &who, &headers, "add_item", &command, || {
         app.core
-            .add_item(id, item.clone(), &expect)
+            .add_item(&who, id, item.clone(), &expect)
             .map(|(order, item_id)| Outcome::ItemAdded(order, item_id))
     })?;
     let response = match &executed.recorded {
@@ -345,10 +366,13 @@ pub async fn add_item(
 /// `GET /v1/orders/{id}/items/{item_id}`
 pub async fn read_item(
     State(app): State<App>,
+    Caller(who): Caller,
     Path((id, item_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let item = app.core.item(order_id(&id)?, ItemId::parse(&item_id)?)?;
+    let item = app
+        .core
+        .item(&who, order_id(&id)?, ItemId::parse(&item_id)?)?;
     let body = ItemV1::from(&item);
     let etag = content_etag(&serde_json::to_vec(&body).expect("serializable"));
     Ok(JsonResponse::ok(&body)
@@ -363,6 +387,7 @@ pub async fn read_item(
 /// `POST /v1/orders/{id}/cancellations` `{"reason"?}` -> 201; 409 once shipped.
 pub async fn cancel(
     State(app): State<App>,
+    Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     OptionalJsonBody(body): OptionalJsonBody<CancelV1>,
@@ -371,9 +396,9 @@ pub async fn cancel(
     let reason = body.and_then(|b| b.reason);
     let expect = expected_version(&headers);
     let command = (id, &reason, &expect);
-    let executed = idempotent::run(&app, &headers, "cancel_order", &command, || {
+    let executed = idempotent::run(&app, &who, &headers, "cancel_order", &command, || {
         app.core
-            .cancel_order(id, reason.clone(), &expect)
+            .cancel_order(&who, id, reason.clone(), &expect)
             .map(Outcome::Order)
     })?;
     let response = executed.order().and_then(|order| {
@@ -394,9 +419,10 @@ pub async fn cancel(
 /// `GET /v1/orders/{id}/cancellation`: 404 unless the order is cancelled.
 pub async fn read_cancellation(
     State(app): State<App>,
+    Caller(who): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let order = app.core.order(order_id(&id)?)?;
+    let order = app.core.order(&who, order_id(&id)?)?;
     let resource = CancellationResourceV1::of(&order).ok_or_else(|| {
         ApiError::new(
             &kind::NOT_FOUND,

@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 use super::dto::timestamp;
 use crate::app::App;
+use crate::domain::Action;
 use crate::gateway::ApiError;
+use crate::gateway::auth::Caller;
 use crate::protocols::rest::body::{JsonBody, PatchBody};
 use crate::protocols::rest::{Caching, JsonResponse};
 use crate::webhooks::{
@@ -102,6 +104,7 @@ fn list(data: Vec<Value>) -> Response {
 /// `POST /v1/webhook-endpoints` -> 201 with the secret (shown this once).
 pub async fn create_endpoint(
     State(app): State<App>,
+    _: WebhookAdmin,
     JsonBody(body): JsonBody<NewEndpointV1>,
 ) -> Result<Response, ApiError> {
     let (endpoint, secret) = app
@@ -117,13 +120,14 @@ pub async fn create_endpoint(
 }
 
 /// `GET /v1/webhook-endpoints`
-pub async fn list_endpoints(State(app): State<App>) -> Response {
+pub async fn list_endpoints(State(app): State<App>, _: WebhookAdmin) -> Response {
     list(app.webhooks.endpoints().iter().map(endpoint_json).collect())
 }
 
 /// `GET /v1/webhook-endpoints/{id}`
 pub async fn read_endpoint(
     State(app): State<App>,
+    _: WebhookAdmin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let endpoint = app.webhooks.endpoint(&id)?;
@@ -135,6 +139,7 @@ pub async fn read_endpoint(
 /// `PATCH /v1/webhook-endpoints/{id}`; `{"status":"enabled"}` re-enables a disabled endpoint.
 pub async fn update_endpoint(
     State(app): State<App>,
+    _: WebhookAdmin,
     Path(id): Path<String>,
     PatchBody(body): PatchBody<EndpointPatchV1>,
 ) -> Result<Response, ApiError> {
@@ -151,6 +156,7 @@ pub async fn update_endpoint(
 /// `DELETE /v1/webhook-endpoints/{id}` -> 204
 pub async fn delete_endpoint(
     State(app): State<App>,
+    _: WebhookAdmin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     app.webhooks.delete_endpoint(&id)?;
@@ -161,6 +167,7 @@ pub async fn delete_endpoint(
 /// until `previous_secret_expires_at`.
 pub async fn rotate_secret(
     State(app): State<App>,
+    _: WebhookAdmin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let (secret, until) = app.webhooks.rotate_secret(&id)?;
@@ -173,6 +180,7 @@ pub async fn rotate_secret(
 /// `POST /v1/webhook-endpoints/{id}/test` -> 202 with the queued ping delivery.
 pub async fn test_endpoint(
     State(app): State<App>,
+    _: WebhookAdmin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let delivery = app.webhooks.test(&id)?;
@@ -189,6 +197,7 @@ pub async fn test_endpoint(
 /// `GET /v1/webhook-endpoints/{id}/deliveries`, newest first.
 pub async fn list_deliveries(
     State(app): State<App>,
+    _: WebhookAdmin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     Ok(list(
@@ -203,6 +212,7 @@ pub async fn list_deliveries(
 /// `GET /v1/webhook-deliveries/{id}`
 pub async fn read_delivery(
     State(app): State<App>,
+    _: WebhookAdmin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let delivery = app.webhooks.delivery(&id)?;
@@ -214,6 +224,7 @@ pub async fn read_delivery(
 /// `POST /v1/webhook-deliveries/{id}/retry` -> 202
 pub async fn retry_delivery(
     State(app): State<App>,
+    _: WebhookAdmin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let delivery = app.webhooks.retry(&id)?;
@@ -259,7 +270,7 @@ pub async fn receive(
 }
 
 /// `GET /v1/webhooks/inbound`: what was received, newest first, with its processing state.
-pub async fn list_inbound(State(app): State<App>) -> Response {
+pub async fn list_inbound(State(app): State<App>, _: WebhookAdmin) -> Response {
     list(
         app.webhooks
             .inbound()
@@ -284,4 +295,22 @@ pub async fn list_inbound(State(app): State<App>) -> Response {
             })
             .collect(),
     )
+}
+
+/// Proof that the caller may manage webhooks (endpoints, deliveries, the inbound log): only
+/// admins, by the rules in `domain::access`.
+#[derive(Debug)]
+pub struct WebhookAdmin;
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for WebhookAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let Caller(who) = Caller::from_request_parts(parts, state).await?;
+        who.may(Action::ManageWebhooks)?;
+        Ok(WebhookAdmin)
+    }
 }

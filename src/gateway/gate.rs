@@ -1,0 +1,290 @@
+//! The gate every request passes before any protocol adapter: who is calling, and may they
+//! call now. One layer for every protocol, so REST, gRPC, GraphQL, SSE, long polling and the
+//! WebSocket upgrades are protected in exactly the same way.
+//!
+//! In order:
+//! 1. Work out the caller from the request's credentials (`gateway::auth`). This is cheap (a
+//!    hash, or a signature check) and tells the limiter whose quota to charge.
+//! 2. Rate limit: an authenticated caller draws on its principal's quota
+//!    (`rate_limit.caller`), anyone else, including a request with bad credentials, on its IP
+//!    address's (`rate_limit.anonymous`), so guessing keys is slowed down too. Over quota: 429
+//!    (or the protocol's equivalent) with `Retry-After`.
+//! 3. Refuse (in the protocol's idiom, `protocols::refusal`) what needs credentials and has
+//!    none or bad ones, with a `WWW-Authenticate` challenge.
+//! 4. Put the [`Principal`] on the request for the adapter, which hands it to the domain core.
+//!
+//! Every response that passed the limiter carries the `RateLimit-Policy`, `RateLimit` and
+//! `X-RateLimit-*` fields. The probes (`/healthz`, `/readyz`, gRPC health) are not limited:
+//! a load balancer must always be able to ask.
+//!
+//! Open without credentials: the probes, the problem-type documentation, the GraphiQL page,
+//! the OAuth endpoints (their clients authenticate in the request itself), signed inbound
+//! webhooks (the signature is the credential) and gRPC health. The WebSocket endpoints may
+//! also be opened without credentials; the client then authenticates in its first message.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use http::{HeaderMap, HeaderValue, Method};
+
+use crate::app::App;
+use crate::domain::Principal;
+use crate::gateway::ApiError;
+use crate::gateway::auth::AuthError;
+use crate::gateway::error::kind;
+use crate::gateway::ratelimit::{Decision, Policy};
+use crate::gateway::tls::ClientCertificate;
+use crate::gateway::trace::TraceId;
+use crate::protocols::refusal::{Idiom, refuse};
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Nothing: anyone may call it.
+    Open,
+    /// Credentials, now or in the first WebSocket message.
+    Deferrable,
+    /// Credentials on the request.
+    Protected,
+}
+
+/// What `method path` needs (with `headers`, to tell the GraphiQL page from a query).
+pub fn access(method: &Method, path: &str, query: Option<&str>, headers: &HeaderMap) -> Access {
+    let upgrade = headers
+        .get(http::header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    // A CORS preflight never carries credentials (the browser sends them, if allowed, with
+    // the request that follows); the CORS layer behind the gate answers it.
+    let preflight = method == Method::OPTIONS
+        && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);
+    match path {
+        _ if preflight => Access::Open,
+        "/healthz" | "/readyz" | "/problems" | "/v1/auth/token" | "/v1/auth/revoke" => Access::Open,
+        _ if path.starts_with("/problems/") => Access::Open,
+        _ if path.starts_with("/grpc.health.v1.Health/") => Access::Open,
+        _ if method == Method::POST && path.starts_with("/v1/webhooks/inbound/") => Access::Open,
+        "/graphql" if method == Method::GET && query.is_none() && accepts_html(headers) => {
+            Access::Open
+        }
+        "/v1/ws" | "/graphql/ws" if upgrade => Access::Deferrable,
+        _ => Access::Protected,
+    }
+}
+
+/// True for the GET endpoints a browser opens with `EventSource` or `WebSocket`, which cannot
+/// set headers: they also take `?access_token=`.
+fn takes_query_token(method: &Method, path: &str) -> bool {
+    method == Method::GET
+        && (matches!(
+            path,
+            "/v1/events" | "/v1/events/poll" | "/v1/ws" | "/graphql/ws"
+        ) || (path.starts_with("/v1/orders/") && path.ends_with("/events")))
+}
+
+fn accepts_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+/// The `access_token` query parameter, if present.
+fn query_token(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(name, _)| name == "access_token")
+        .map(|(_, value)| value.into_owned())
+}
+
+/// True for the probes, which are never limited.
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz") || path.starts_with("/grpc.health.v1.Health/")
+}
+
+/// Middleware: authenticates and rate-limits the request, refusing it in its protocol's idiom
+/// if it must.
+pub async fn layer(State(app): State<App>, mut request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    if is_probe(&path) {
+        return next.run(request).await;
+    }
+    let query = request.uri().query().map(str::to_owned);
+    let needs = access(&method, &path, query.as_deref(), request.headers());
+    let caller = if needs == Access::Open {
+        Ok(None)
+    } else {
+        let token = if takes_query_token(&method, &path) {
+            query_token(query.as_deref())
+        } else {
+            None
+        };
+        app.auth.authenticate(
+            request.headers(),
+            token.as_deref(),
+            request.extensions().get::<ClientCertificate>(),
+        )
+    };
+
+    let decision = match &caller {
+        Ok(Some(principal)) => app.limiter.check(Policy::Caller, &principal.name),
+        _ => {
+            let ip = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
+            app.limiter.check(Policy::Anonymous, &ip)
+        }
+    };
+    let mut limit_headers = HeaderMap::new();
+    decision.apply_to(&mut limit_headers);
+    if !decision.allowed {
+        tracing::info!(%path, policy = decision.policy.name(), "refused: rate limited");
+        return refuse(
+            Idiom::of(&method, &path, request.headers()),
+            &rate_limited(&decision),
+            request.extensions().get::<TraceId>(),
+            request.headers(),
+            limit_headers,
+        );
+    }
+
+    let failure = match caller {
+        Ok(Some(principal)) => {
+            tracing::Span::current().record("principal", &*principal.name);
+            request.extensions_mut().insert::<Principal>(principal);
+            None
+        }
+        Ok(None) if needs != Access::Protected => None,
+        Ok(None) => Some(AuthError::Missing),
+        Err(error) => Some(error),
+    };
+    if let Some(failure) = failure {
+        let mut extra = limit_headers;
+        if let Ok(challenge) = HeaderValue::from_str(&failure.challenge()) {
+            extra.insert(http::header::WWW_AUTHENTICATE, challenge);
+        }
+        tracing::info!(%path, reason = ?failure, "refused: not authenticated");
+        return refuse(
+            Idiom::of(&method, &path, request.headers()),
+            &failure.to_api(),
+            request.extensions().get::<TraceId>(),
+            request.headers(),
+            extra,
+        );
+    }
+    let mut response = next.run(request).await;
+    response.headers_mut().extend(limit_headers);
+    response
+}
+
+/// The error for a refused `decision`, the same on every protocol.
+pub fn rate_limited(decision: &Decision) -> ApiError {
+    let mut error = ApiError::new(
+        &kind::RATE_LIMITED,
+        format!(
+            "too many requests: the '{}' policy allows {} per {} s; retry in {} s",
+            decision.policy.name(),
+            decision.limit,
+            decision.window.as_secs().max(1),
+            decision.retry_after_seconds().unwrap_or(1)
+        ),
+    );
+    error.retry_after = decision.retry_after;
+    error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_need_what_the_table_says() {
+        let html = {
+            let mut h = HeaderMap::new();
+            h.insert(http::header::ACCEPT, HeaderValue::from_static("text/html"));
+            h
+        };
+        let ws = {
+            let mut h = HeaderMap::new();
+            h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+            h
+        };
+        let none = HeaderMap::new();
+        let cases = [
+            (Method::GET, "/healthz", None, &none, Access::Open),
+            (Method::GET, "/readyz", None, &none, Access::Open),
+            (
+                Method::GET,
+                "/problems/not-found",
+                None,
+                &none,
+                Access::Open,
+            ),
+            (Method::POST, "/v1/auth/token", None, &none, Access::Open),
+            (
+                Method::POST,
+                "/v1/webhooks/inbound/demo",
+                None,
+                &none,
+                Access::Open,
+            ),
+            (
+                Method::GET,
+                "/v1/webhooks/inbound",
+                None,
+                &none,
+                Access::Protected,
+            ),
+            (Method::GET, "/graphql", None, &html, Access::Open),
+            (
+                Method::GET,
+                "/graphql",
+                Some("query={a}"),
+                &html,
+                Access::Protected,
+            ),
+            (Method::POST, "/graphql", None, &none, Access::Protected),
+            (Method::GET, "/v1/ws", None, &ws, Access::Deferrable),
+            (Method::GET, "/v1/ws", None, &none, Access::Protected),
+            (Method::GET, "/graphql/ws", None, &ws, Access::Deferrable),
+            (Method::GET, "/v1/orders", None, &none, Access::Protected),
+            (
+                Method::POST,
+                "/grpc.health.v1.Health/Check",
+                None,
+                &none,
+                Access::Open,
+            ),
+            (
+                Method::POST,
+                "/polyport.orders.v1.Orders/GetOrder",
+                None,
+                &none,
+                Access::Protected,
+            ),
+        ];
+        for (method, path, query, headers, expected) in cases {
+            assert_eq!(
+                access(&method, path, query, headers),
+                expected,
+                "{method} {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_browser_streams_take_a_query_token() {
+        assert!(takes_query_token(&Method::GET, "/v1/events"));
+        assert!(takes_query_token(&Method::GET, "/v1/orders/3/events"));
+        assert!(takes_query_token(&Method::GET, "/graphql/ws"));
+        assert!(!takes_query_token(&Method::GET, "/v1/orders"));
+        assert!(!takes_query_token(&Method::POST, "/v1/events"));
+        assert_eq!(
+            query_token(Some("a=1&access_token=pp%2Bx")),
+            Some("pp+x".into())
+        );
+        assert_eq!(query_token(Some("a=1")), None);
+    }
+}

@@ -1,0 +1,255 @@
+//! Rate limits through real sockets: the headers on every response, the refusal in each
+//! protocol's idiom, anonymous callers limited by IP, WebSocket messages, and accuracy when
+//! many clients hammer one key at once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestServer;
+use futures_util::{SinkExt, StreamExt};
+use polyport::config::{ApiKeyConfig, Config, RateLimitAlgorithm};
+use polyport::protocols::grpc::pb;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const ADMIN: &str = "admin-secret-1";
+
+/// Auth on with one admin key; a token bucket of `burst` for callers, refilled slowly enough
+/// (1/s) that a test never sees a refill it did not expect to.
+fn config(burst: u32) -> Config {
+    let mut config = Config::default();
+    config.auth.api_keys = vec![ApiKeyConfig {
+        name: "admin".into(),
+        role: "admin".into(),
+        secret: Some(ADMIN.into()),
+        ..Default::default()
+    }];
+    config.rate_limit.caller.burst = burst;
+    config.rate_limit.caller.refill_per_second = 1;
+    config.rate_limit.anonymous.burst = 2;
+    config.rate_limit.anonymous.refill_per_second = 1;
+    config
+}
+
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+    response
+        .headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .to_str()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_response_carries_the_limit_and_the_request_over_it_is_a_429_problem() {
+    let server = TestServer::with_auth(config(3)).await;
+    for remaining in [2, 1, 0] {
+        let ok = server
+            .get("/v1/orders/1")
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200);
+        assert_eq!(header(&ok, "ratelimit-policy"), "\"caller\";q=3;w=3");
+        assert!(header(&ok, "ratelimit").starts_with(&format!("\"caller\";r={remaining};t=")));
+        assert_eq!(header(&ok, "x-ratelimit-limit"), "3");
+        assert_eq!(header(&ok, "x-ratelimit-remaining"), remaining.to_string());
+        assert!(ok.headers().contains_key("x-ratelimit-reset"));
+        assert!(!ok.headers().contains_key("retry-after"));
+    }
+    let refused = server
+        .get("/v1/orders/1")
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&refused, "retry-after"), "1");
+    assert_eq!(header(&refused, "x-ratelimit-remaining"), "0");
+    let body = common::expect_problem(refused, 429, "rate-limited").await;
+    assert_eq!(body["retry_after"], 1);
+    // Probes are never limited.
+    for _ in 0..5 {
+        assert_eq!(server.get("/healthz").send().await.unwrap().status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn grpc_over_the_limit_is_resource_exhausted_with_a_retry_delay() {
+    use tonic_types::StatusExt;
+    let server = TestServer::with_auth(config(1)).await;
+    let mut client = pb::orders_client::OrdersClient::new(server.grpc_channel().await);
+    let call = || {
+        let mut request = tonic::Request::new(pb::GetOrderRequest { id: "1".into() });
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {ADMIN}").parse().unwrap());
+        request
+    };
+    let first = client.get_order(call()).await.unwrap();
+    assert_eq!(
+        first.metadata().get("x-ratelimit-remaining").unwrap(),
+        "0",
+        "the fields travel as gRPC metadata"
+    );
+    let status = client.get_order(call()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(status.metadata().get("retry-after").unwrap(), "1");
+    let retry = status
+        .get_details_retry_info()
+        .expect("google.rpc.RetryInfo detail");
+    assert!(retry.retry_delay.is_some_and(|d| d > Duration::ZERO));
+    let info = status.get_details_error_info().expect("ErrorInfo detail");
+    assert_eq!(info.reason, "rate-limited");
+}
+
+#[tokio::test]
+async fn graphql_over_the_limit_is_a_rate_limited_error() {
+    let server = TestServer::with_auth(config(1)).await;
+    let query = serde_json::json!({ "query": "{ order(id: \"1\") { id } }" });
+    let ok = server
+        .post("/graphql")
+        .bearer_auth(ADMIN)
+        .json(&query)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let refused = server
+        .post("/graphql")
+        .bearer_auth(ADMIN)
+        .json(&query)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(header(&refused, "retry-after"), "1");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+    assert_eq!(body["errors"][0]["extensions"]["retry_after"], 1);
+}
+
+#[tokio::test]
+async fn bad_credentials_draw_on_the_anonymous_quota_so_guessing_keys_is_slowed_down() {
+    let server = TestServer::with_auth(config(100)).await;
+    let mut statuses = Vec::new();
+    for guess in 0..4 {
+        let response = server
+            .get("/v1/orders/1")
+            .bearer_auth(format!("guess-{guess}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            header(&response, "ratelimit-policy"),
+            "\"anonymous\";q=2;w=2"
+        );
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 429, 429]);
+    // A caller with a valid key has its own quota.
+    let admin = server
+        .get("/v1/orders/1")
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), 200);
+}
+
+#[tokio::test]
+async fn websocket_messages_over_the_limit_get_an_error_then_a_close() {
+    let server = TestServer::with_auth(config(3)).await;
+    let mut request = format!("ws://{}/v1/ws", server.addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {ADMIN}").parse().unwrap());
+    // The upgrade request takes one unit; two pings fit, the third message does not.
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut replies = Vec::new();
+    for n in 0..4 {
+        ws.send(Message::text(format!(r#"{{"op":"ping","id":"p{n}"}}"#)))
+            .await
+            .unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("an answer")
+            .expect("open")
+            .unwrap();
+        replies.push(reply);
+    }
+    let text =
+        |m: &Message| serde_json::from_str::<serde_json::Value>(m.to_text().unwrap()).unwrap();
+    assert_eq!(text(&replies[0])["op"], "pong");
+    assert_eq!(text(&replies[1])["op"], "pong");
+    let error = text(&replies[2]);
+    assert_eq!(error["op"], "error");
+    assert_eq!(error["id"], "p2");
+    assert_eq!(error["status"], 429);
+    assert_eq!(error["type"], "/problems/rate-limited");
+    match &replies[3] {
+        Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 4429),
+        other => panic!("expected a 4429 close, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn many_clients_hammering_one_key_get_exactly_the_quota_and_no_more() {
+    let mut config = config(1);
+    config.rate_limit.algorithm = RateLimitAlgorithm::SlidingWindow;
+    config.rate_limit.caller.limit = 50;
+    config.rate_limit.caller.window = Duration::from_secs(300);
+    let server = TestServer::with_auth(config).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let client = reqwest::Client::new();
+            let url = server.url("/v1/products/1");
+            tokio::spawn(async move {
+                let mut admitted = 0;
+                for _ in 0..20 {
+                    let status = client
+                        .get(&url)
+                        .bearer_auth(ADMIN)
+                        .send()
+                        .await
+                        .unwrap()
+                        .status();
+                    match status.as_u16() {
+                        200 => admitted += 1,
+                        429 => {}
+                        other => panic!("unexpected status {other}"),
+                    }
+                }
+                admitted
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for task in tasks {
+        admitted += task.await.unwrap();
+    }
+    assert_eq!(
+        admitted, 50,
+        "160 requests over 8 connections, a window of 50"
+    );
+}
+
+#[tokio::test]
+async fn with_rate_limits_off_no_fields_are_sent_and_nothing_is_refused() {
+    let mut config = config(1);
+    config.rate_limit.enabled = false;
+    let server = TestServer::with_auth(config).await;
+    for _ in 0..5 {
+        let response = server
+            .get("/v1/orders/1")
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(!response.headers().contains_key("ratelimit"));
+    }
+}
