@@ -5,6 +5,7 @@ bare tonic) and examples/ws_roundtrip (WebSocket commands), against release buil
     scripts/loadtest.py BIN_DIR [--runs 3] [--seconds 10] [--connections 64]
                         [--only rest,rest_include,graphql,grpc,ws,hello_hyper,hello_tonic]
                         [--preload /usr/lib/x86_64-linux-gnu/libjemalloc.so.2] [--label NAME]
+                        [--server-env RUST_LOG=warn]
 
 BIN_DIR holds polyport and examples/{hello_hyper,hello_tonic,ws_roundtrip} from the same release
 profile. Each server runs alone on core 0 and the load generator on core 1 (taskset), so they
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import socket
 import statistics
 import subprocess
 import tempfile
@@ -47,17 +49,23 @@ def rss_kib(pid):
     return 0
 
 
-def start_server(cmd, preload=None):
+def start_server(cmd, preload=None, extra_env=()):
     env = dict(os.environ)
     if preload:
         env["LD_PRELOAD"] = preload
+    for pair in extra_env:
+        key, _, value = pair.partition("=")
+        env[key] = value
     log = tempfile.NamedTemporaryFile(prefix="pp-server-", suffix=".log", delete=False)
     proc = subprocess.Popen(["taskset", "-c", "0", *cmd], stdout=log, stderr=log, env=env)
+    # Ready when the port accepts a connection (the "listening" log line may be filtered out).
     for _ in range(300):
         time.sleep(0.1)
-        with open(log.name) as f:
-            if "listening" in f.read():
-                return proc
+        try:
+            socket.create_connection(("127.0.0.1", PORT), timeout=1).close()
+            return proc
+        except OSError:
+            pass
         if proc.poll() is not None:
             break
     proc.kill()
@@ -148,6 +156,8 @@ def main():
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--only", default="hello_hyper,rest,rest_include,graphql,hello_tonic,grpc,ws")
     parser.add_argument("--preload")
+    parser.add_argument("--server-env", action="append", default=[],
+                        help="KEY=VALUE for the server, e.g. RUST_LOG=warn (repeatable)")
     parser.add_argument("--label", default="")
     args = parser.parse_args()
 
@@ -161,7 +171,7 @@ def main():
     for _ in range(args.runs):
         for name in names:
             server_cmd, load = table[name]
-            server = start_server(server_cmd, args.preload)
+            server = start_server(server_cmd, args.preload, args.server_env)
             try:
                 cmd, _ = load(2)
                 subprocess.run(["taskset", "-c", "1", *cmd], capture_output=True, check=True,
