@@ -1,8 +1,13 @@
-//! Store and core micro-benchmarks: reads, writes, and the cost of offset vs keyset pages at depth.
+//! Store and core micro-benchmarks: reads, writes, the cost of offset vs keyset pages at depth,
+//! and event fan-out to N subscribers.
 //!
 //! Run with `cargo bench --bench store`. Compare the two `page_at_depth` lines: a keyset page
 //! walks the ordered index from the cursor and costs the same at any depth; an offset page
 //! re-walks every skipped row, so its cost grows with the offset.
+//!
+//! `fan_out/N` appends one event and has each of N live subscribers take it (the broadcast
+//! channel under every streaming protocol): the domain's share of delivering one event to N
+//! clients, before any JSON or socket write. Divide by N for the cost per delivery.
 
 // criterion_group! generates an undocumented function.
 #![allow(missing_docs)]
@@ -12,7 +17,7 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use polyport::domain::core::ORDER_SORT_FIELDS;
-use polyport::domain::events::MemoryEventLog;
+use polyport::domain::events::{Change, EventLog, MemoryEventLog};
 use polyport::domain::model::{CustomerId, OrderId, ProductId, Quantity};
 use polyport::domain::pagination::{CursorCodec, Limit, PageRequest, Position, RowKey, SortSpec};
 use polyport::domain::seed;
@@ -94,6 +99,23 @@ fn benches(c: &mut Criterion) {
         };
         b.iter(|| black_box(core.list_orders(&admin, &OrderFilter::default(), &request)))
     });
+
+    let mut group = c.benchmark_group("fan_out");
+    let order = core_with(1).order(&admin, OrderId(1)).unwrap();
+    for subscribers in [1usize, 100, 1_000] {
+        let log = MemoryEventLog::new(1_024, 1_024);
+        let mut live: Vec<_> = (0..subscribers).map(|_| log.subscribe(None).live).collect();
+        group.throughput(criterion::Throughput::Elements(subscribers as u64));
+        group.bench_function(BenchmarkId::from_parameter(subscribers), |b| {
+            b.iter(|| {
+                log.append(&order, Change::Updated);
+                for receiver in &mut live {
+                    black_box(receiver.try_recv().unwrap());
+                }
+            })
+        });
+    }
+    group.finish();
 
     let mut slow = c.benchmark_group("preload");
     slow.sample_size(10);

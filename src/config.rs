@@ -329,6 +329,8 @@ pub struct GraphqlConfig {
     pub introspection: bool,
     /// How many persisted queries (APQ) are remembered.
     pub persisted_queries: usize,
+    /// How many parsed and validated documents are remembered (0: none).
+    pub document_cache: usize,
 }
 
 impl Default for GraphqlConfig {
@@ -338,6 +340,7 @@ impl Default for GraphqlConfig {
             max_complexity: 5_000,
             introspection: true,
             persisted_queries: 1_024,
+            document_cache: 1_024,
         }
     }
 }
@@ -367,6 +370,11 @@ pub struct PushConfig {
     pub ws_send_timeout: Duration,
     /// WebSocket: the largest message accepted from a client, in bytes.
     pub ws_max_message_bytes: usize,
+    /// WebSocket: each connection's read buffer, in bytes (allocated and zeroed up front, so it
+    /// is most of what an idle connection costs; bigger messages are read in several steps).
+    pub ws_read_buffer_bytes: usize,
+    /// WebSocket: outgoing bytes gathered before a write to the socket, in bytes.
+    pub ws_write_buffer_bytes: usize,
     /// Long polling: the wait when the request gives no `timeout`.
     #[serde(deserialize_with = "duration")]
     pub long_poll_timeout: Duration,
@@ -388,6 +396,8 @@ impl Default for PushConfig {
             ws_queue: 256,
             ws_send_timeout: Duration::from_secs(2),
             ws_max_message_bytes: 64 * 1024,
+            ws_read_buffer_bytes: 1024,
+            ws_write_buffer_bytes: 4 * 1024,
             long_poll_timeout: Duration::from_secs(30),
             long_poll_max_timeout: Duration::from_secs(60),
             long_poll_max_events: 100,
@@ -648,9 +658,14 @@ impl Config {
             }
         }
         let push = &self.push;
-        if push.ws_queue == 0 || push.long_poll_max_events == 0 || push.max_streams == 0 {
+        if push.ws_queue == 0
+            || push.long_poll_max_events == 0
+            || push.max_streams == 0
+            || push.ws_read_buffer_bytes == 0
+        {
             return Err(ConfigError::Invalid(
-                "push.ws_queue, push.long_poll_max_events and push.max_streams must be positive"
+                "push.ws_queue, push.long_poll_max_events, push.max_streams and \
+                 push.ws_read_buffer_bytes must be positive"
                     .into(),
             ));
         }

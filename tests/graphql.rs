@@ -1659,3 +1659,19 @@ async fn a_get_query_is_cacheable_with_an_etag_and_revalidates_to_304() {
         .unwrap();
     assert!(post.headers().get("etag").is_none());
 }
+
+#[tokio::test]
+async fn a_query_seen_before_is_validated_again_with_other_variables() {
+    // The server caches parsed and validated documents; a validation result holds only for the
+    // variables it was computed with (the cost of `first: $n` depends on $n).
+    let server = TestServer::start().await;
+    let query = "query($n: Int) { orders(first: $n) { nodes { id customer { \
+                 orders(first: $n) { nodes { id items { id } } } } } } }";
+    let cheap = data(&server, query, json!({ "n": 2 })).await;
+    assert_eq!(cheap["orders"]["nodes"].as_array().map(Vec::len), Some(2));
+
+    let costly = post(&server, query, json!({ "n": 100 })).await.json();
+    assert!(has_no_data(&costly), "over the complexity limit: {costly}");
+
+    assert_eq!(data(&server, query, json!({ "n": 2 })).await, cheap);
+}

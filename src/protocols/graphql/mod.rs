@@ -8,6 +8,7 @@
 //! as `schema.graphql` at the repository root (`polyport graphql-schema` prints it; a test
 //! fails when the two differ).
 
+pub mod cache;
 pub mod guard;
 pub mod loaders;
 pub mod query;
@@ -59,6 +60,8 @@ pub fn schema(app: Option<App>, config: &GraphqlConfig) -> PolyportSchema {
     builder = builder.extension(guard::RequestGuard {
         introspection: config.introspection,
     });
+    // Innermost, so the guard above still sees every document, cached or not.
+    builder = builder.extension(cache::DocumentCache::new(config.document_cache));
     if let Some(app) = app {
         builder = builder.data(app);
     }

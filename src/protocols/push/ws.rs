@@ -86,8 +86,13 @@ pub async fn upgrade(
 ) -> Result<Response, ApiError> {
     let who = who.map(|Extension(who)| who);
     let streaming = admit(&app)?;
-    let max = app.config.push.ws_max_message_bytes;
+    let push = &app.config.push;
+    let max = push.ws_max_message_bytes;
+    // Buffer sizes decide what an idle connection costs (see push.ws_read_buffer_bytes).
+    let (read_buffer, write_buffer) = (push.ws_read_buffer_bytes, push.ws_write_buffer_bytes);
     Ok(upgrade
+        .read_buffer_size(read_buffer)
+        .write_buffer_size(write_buffer)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| Session::run(app, who, trace_id, streaming, socket)))

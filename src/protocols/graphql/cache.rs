@@ -1,0 +1,173 @@
+//! A cache of parsed and validated GraphQL documents, so a query seen before skips both steps.
+//!
+//! Why: a profile of the single-order query (callgrind, BENCHMARKS.md) put about a third of the
+//! server's instructions in async-graphql's parser and another third in validation; executing
+//! the query was the smaller part. Clients send the same few query texts again and again, so the
+//! work is remembered:
+//! - parsing depends on the query text alone: the parsed document is kept under its text;
+//! - validation depends on the document and the variables (complexity counts `first: $n`), and
+//!   on the schema and its limits, which never change while the server runs: a successful
+//!   result is kept under text + variables. Documents that fail to parse or validate are not
+//!   kept; they are checked again each time.
+//!
+//! It runs as the innermost extension, after Automatic Persisted Queries have turned a hash into
+//! its text and inside the request guard, so the guard still checks every document, cached or
+//! not. Both maps are bounded (`graphql.document_cache` entries each); when full, the oldest
+//! entry is dropped. Simplification: first-in-first-out rather than least-recently-used, which
+//! is as good while the set of hot queries fits, and needs no extra crate.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation,
+};
+use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::{ServerError, ServerResult, ValidationResult, Variables};
+
+/// The extension's factory; holds the shared maps.
+pub struct DocumentCache {
+    parsed: Arc<Bounded<Arc<str>, ExecutableDocument>>,
+    validated: Arc<Bounded<String, ValidationResult>>,
+}
+
+impl DocumentCache {
+    /// A cache of at most `capacity` documents (and as many validation results); 0 turns it off.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            parsed: Arc::new(Bounded::new(capacity)),
+            validated: Arc::new(Bounded::new(capacity)),
+        }
+    }
+}
+
+impl ExtensionFactory for DocumentCache {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(PerRequest {
+            parsed: Arc::clone(&self.parsed),
+            validated: Arc::clone(&self.validated),
+            validation_key: Mutex::new(None),
+        })
+    }
+}
+
+/// One request's view: the key its validation result is kept under, found at parse time.
+struct PerRequest {
+    parsed: Arc<Bounded<Arc<str>, ExecutableDocument>>,
+    validated: Arc<Bounded<String, ValidationResult>>,
+    validation_key: Mutex<Option<String>>,
+}
+
+#[async_trait::async_trait]
+impl Extension for PerRequest {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        if self.parsed.capacity == 0 {
+            return next.run(ctx, query, variables).await;
+        }
+        // Text and variables, separated by a byte that cannot occur in either's JSON.
+        let key = format!(
+            "{query}\u{0}{}",
+            serde_json::to_string(variables).unwrap_or_default()
+        );
+        *lock(&self.validation_key) = Some(key);
+        if let Some(document) = self.parsed.get(query) {
+            return Ok(document);
+        }
+        let document = next.run(ctx, query, variables).await?;
+        self.parsed.insert(Arc::from(query), document.clone());
+        Ok(document)
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let key = lock(&self.validation_key).take();
+        let Some(key) = key else {
+            return next.run(ctx).await;
+        };
+        if let Some(result) = self.validated.get(&key) {
+            return Ok(result);
+        }
+        let result = next.run(ctx).await?;
+        self.validated.insert(key, result);
+        Ok(result)
+    }
+}
+
+/// A map of at most `capacity` entries that forgets the oldest when full.
+struct Bounded<K, V> {
+    capacity: usize,
+    inner: Mutex<(HashMap<K, V>, VecDeque<K>)>,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Bounded<K, V> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            inner: Mutex::new((HashMap::new(), VecDeque::new())),
+        }
+    }
+
+    fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        lock(&self.inner).0.get(key).cloned()
+    }
+
+    fn insert(&self, key: K, value: V) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut guard = lock(&self.inner);
+        let (map, order) = &mut *guard;
+        if map.insert(key.clone(), value).is_none() {
+            order.push_back(key);
+            if order.len() > self.capacity
+                && let Some(oldest) = order.pop_front()
+            {
+                map.remove(&oldest);
+            }
+        }
+    }
+}
+
+/// Every critical section here is one map operation, so a poisoned lock still holds whole data.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bounded;
+
+    #[test]
+    fn a_full_cache_forgets_its_oldest_entry() {
+        let cache = Bounded::new(2);
+        cache.insert("a".to_owned(), 1);
+        cache.insert("b".to_owned(), 2);
+        cache.insert("c".to_owned(), 3);
+        assert_eq!(cache.get("a"), None);
+        assert_eq!(cache.get("b"), Some(2));
+        assert_eq!(cache.get("c"), Some(3));
+    }
+
+    #[test]
+    fn a_cache_of_capacity_zero_keeps_nothing() {
+        let cache = Bounded::new(0);
+        cache.insert("a".to_owned(), 1);
+        assert_eq!(cache.get("a"), None);
+    }
+}
