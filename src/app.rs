@@ -46,6 +46,8 @@ pub struct App {
     pub auth: Arc<Authenticator>,
     /// Requests per caller (principal, or client IP when anonymous).
     pub limiter: Arc<RateLimiter>,
+    /// Recent events as JSON text, shared by every SSE subscriber.
+    pub rendered_events: Arc<protocols::push::RenderedEvents>,
     /// The gRPC health status (`grpc.health.v1.Health`), turned NOT_SERVING at shutdown.
     pub health: tonic_health::server::HealthReporter,
     draining: Arc<tokio::sync::watch::Sender<bool>>,
@@ -114,6 +116,7 @@ impl App {
         Ok(Self {
             auth,
             limiter: Arc::new(RateLimiter::new(&config.rate_limit)),
+            rendered_events: Arc::default(),
             core: Arc::new(Core::new(store, events, CursorCodec::new(&secret))),
             idempotency: Arc::new(Idempotency::new(
                 config.idempotency.ttl,

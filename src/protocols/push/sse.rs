@@ -19,7 +19,7 @@ use http::{HeaderMap, HeaderValue};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{admit, event_json, filter, missed_json, query_params, seq};
+use super::{admit, filter, missed_json, query_params, seq};
 use crate::app::App;
 use crate::domain::Principal;
 use crate::domain::feed::{self, FeedItem};
@@ -116,7 +116,7 @@ fn stream(
                 FeedItem::Event(event) => SseEvent::default()
                     .id(event.seq.to_string())
                     .event(event.change.event_type())
-                    .data(event_json(&event).to_string()),
+                    .data(&*app.rendered_events.text(&event)),
                 FeedItem::Missed {
                     requested_after,
                     resumed_after,
