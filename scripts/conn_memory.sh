@@ -33,8 +33,9 @@ ${EXTRA_PUSH:-}
 TOML
 
 port=${PORT:-18090}
+# Authentication and rate limits off: the measuring client sends no credentials.
 ${SERVER_ENV:-} taskset -c 0 "$bin_dir/polyport" serve --addr "127.0.0.1:$port" --config "$work/polyport.toml" \
-    >"$work/server.log" 2>&1 &
+    --insecure-no-auth --no-rate-limit >"$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do
     grep -q "listening" "$work/server.log" && break
