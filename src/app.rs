@@ -172,7 +172,10 @@ impl App {
             // limits); refusals in each protocol's idiom.
             .layer(middleware::from_fn_with_state(self.clone(), gate::layer))
             // Outermost: trace id, request span and log line, problem+json rendering.
-            .layer(middleware::from_fn(trace::layer))
+            .layer(middleware::from_fn_with_state(
+                trace::AccessLog(self.config.server.access_log),
+                trace::layer,
+            ))
     }
 
     /// Serves on `listener` (over TLS when `[tls]` names a certificate) until `shutdown`

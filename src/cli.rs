@@ -107,6 +107,11 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_rate_limit: bool,
 
+    /// No log line per response (server.access_log = false), e.g. for load tests; errors are
+    /// still logged.
+    #[arg(long)]
+    pub no_access_log: bool,
+
     /// Serve HTTPS with this certificate chain (PEM); needs --tls-key. [config: tls.cert_file]
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -147,6 +152,9 @@ impl ServeArgs {
         }
         if self.no_rate_limit {
             config.rate_limit.enabled = false;
+        }
+        if self.no_access_log {
+            config.server.access_log = false;
         }
         if let Some(path) = &self.tls_cert {
             config.tls.cert_file = path.clone();

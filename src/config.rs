@@ -432,6 +432,8 @@ pub struct ServerConfig {
     /// How long in-flight requests may take to finish at shutdown.
     #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Duration,
+    /// One info-level log line per response.
+    pub access_log: bool,
 }
 
 /// `[auth]`
@@ -543,6 +545,7 @@ impl Default for ServerConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             body_limit_bytes: 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            access_log: true,
         }
     }
 }

@@ -149,6 +149,7 @@ fn help_explains_every_flag() {
         "POLYPORT_API_KEYS",
         "--insecure-no-auth",
         "--no-rate-limit",
+        "--no-access-log",
     ] {
         assert!(help.contains(flag), "serve --help lacks {flag}:\n{help}");
     }

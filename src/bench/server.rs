@@ -39,6 +39,8 @@ pub fn spawn_config(opts: &BenchOptions) -> Config {
     // becomes an admin key of the spawned server (so the auth gate's cost is in the figures);
     // without one, authentication is off.
     config.rate_limit.enabled = false;
+    // No log line per response (the bench logs at warn anyway): what `--no-access-log` does.
+    config.server.access_log = false;
     match &opts.api_key {
         Some(key) => config.auth.api_keys.push(crate::config::ApiKeyConfig {
             name: "bench".into(),

@@ -67,8 +67,16 @@ impl fmt::Display for TraceId {
     }
 }
 
+/// Whether every response gets an info-level log line (`server.access_log`).
+#[derive(Debug, Clone, Copy)]
+pub struct AccessLog(pub bool);
+
 /// Middleware: assigns the trace id, runs the request inside a span, renders problems, logs.
-pub async fn layer(mut request: Request, next: Next) -> Response {
+pub async fn layer(
+    axum::extract::State(AccessLog(access_log)): axum::extract::State<AccessLog>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let trace_id = request
         .headers()
         .get("traceparent")
@@ -108,14 +116,17 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
         TRACE_ID_HEADER,
         HeaderValue::from_str(trace_id.as_str()).expect("hex digits are a valid header value"),
     );
-    span.in_scope(|| {
-        tracing::info!(
-            status = response.status().as_u16(),
-            ?version,
-            latency_us = started.elapsed().as_micros() as u64,
-            "response"
-        );
-    });
+    // Errors are logged where they happen, in the span, whatever this says.
+    if access_log {
+        span.in_scope(|| {
+            tracing::info!(
+                status = response.status().as_u16(),
+                ?version,
+                latency_us = started.elapsed().as_micros() as u64,
+                "response"
+            );
+        });
+    }
     response
 }
 
