@@ -253,3 +253,39 @@ async fn with_rate_limits_off_no_fields_are_sent_and_nothing_is_refused() {
         assert!(!response.headers().contains_key("ratelimit"));
     }
 }
+
+#[tokio::test]
+async fn graphql_websocket_messages_over_the_limit_close_the_connection() {
+    let server = TestServer::with_auth(config(3)).await;
+    let mut request = format!("ws://{}/graphql/ws", server.addr)
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    headers.insert("authorization", format!("Bearer {ADMIN}").parse().unwrap());
+    headers.insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    // The upgrade takes one unit, connection_init the second, the subscribe the third.
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    ws.send(Message::text(r#"{"type":"connection_init"}"#))
+        .await
+        .unwrap();
+    ws.send(Message::text(
+        r#"{"type":"subscribe","id":"1","payload":{"query":"subscription { orderEvents { __typename } }"}}"#,
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();
+    let close = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(message) = ws.next().await {
+            if let Message::Close(frame) = message.unwrap() {
+                return frame;
+            }
+        }
+        None
+    })
+    .await
+    .expect("the server closes");
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(4429));
+}

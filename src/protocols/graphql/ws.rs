@@ -6,12 +6,12 @@
 //! `{"authorization": "Bearer <API key or token>"}` (or `{"token": "..."}`). Without valid
 //! credentials the connection closes with 4401; without a `connection_init` within
 //! `auth.first_message_timeout` it closes with 4408, as the `graphql-transport-ws` protocol
-//! says. async-graphql runs the protocol itself; this file only feeds it the socket and
+//! says. Every message counts against the caller's rate limit; one over it closes with 4429. async-graphql runs the protocol itself; this file only feeds it the socket and
 //! translates its closes.
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use async_graphql::Data;
 use async_graphql::http::{
@@ -29,6 +29,7 @@ use super::{GraphqlState, PolyportSchema};
 use crate::app::App;
 use crate::domain::Principal;
 use crate::gateway::ApiError;
+use crate::gateway::ratelimit::Policy;
 use crate::gateway::trace::TraceId;
 use crate::protocols::push::ws::close_reason;
 
@@ -36,6 +37,8 @@ use crate::protocols::push::ws::close_reason;
 pub const CLOSE_UNAUTHENTICATED: u16 = 4401;
 /// Close code: no `connection_init` in time (`graphql-transport-ws`).
 pub const CLOSE_INIT_TIMEOUT: u16 = 4408;
+/// Close code: a message over the caller's rate limit.
+pub const CLOSE_RATE_LIMITED: u16 = 4429;
 
 /// Starts every refusal message of `connection_init`, so the close can be told apart.
 const REFUSED: &str = "unauthenticated: ";
@@ -77,6 +80,14 @@ async fn serve(
     socket: WebSocket,
 ) {
     let (mut sink, stream) = socket.split();
+    // The caller's name once known (at the upgrade, or after connection_init), for the rate
+    // limiter: every message counts against the caller's quota, as a request would. A message
+    // over it ends the input, and the connection closes with 4429.
+    let caller: Arc<OnceLock<Arc<str>>> = Arc::default();
+    if let Some(who) = &who {
+        let _ = caller.set(Arc::clone(&who.name));
+    }
+    let limited = Arc::new(AtomicBool::new(false));
     let input = stream
         .take_while(|received| future::ready(received.is_ok()))
         .filter_map(|received| {
@@ -85,6 +96,22 @@ async fn serve(
                 Ok(Message::Binary(bytes)) => Some(bytes.to_vec()),
                 _ => None,
             })
+        })
+        .take_while({
+            let (caller, limited, limiter) = (
+                Arc::clone(&caller),
+                Arc::clone(&limited),
+                Arc::clone(&app.limiter),
+            );
+            move |_| {
+                let over = caller
+                    .get()
+                    .is_some_and(|name| !limiter.check(Policy::Caller, name).allowed);
+                if over {
+                    limited.store(true, Ordering::Relaxed);
+                }
+                future::ready(!over)
+            }
         });
     let initialised = Arc::new(AtomicBool::new(false));
     let refused = Arc::new(AtomicBool::new(false));
@@ -92,6 +119,7 @@ async fn serve(
     data.insert(trace_id);
     let on_init = {
         let (initialised, refused) = (Arc::clone(&initialised), Arc::clone(&refused));
+        let caller = Arc::clone(&caller);
         let auth = Arc::clone(&app.auth);
         move |payload: serde_json::Value| async move {
             let who = match who {
@@ -108,6 +136,7 @@ async fn serve(
             match who {
                 Ok(who) => {
                     initialised.store(true, Ordering::Relaxed);
+                    let _ = caller.set(Arc::clone(&who.name));
                     let mut data = Data::default();
                     data.insert(who);
                     Ok(data)
@@ -162,6 +191,10 @@ async fn serve(
                 return;
             }
         }
+    }
+    if limited.load(Ordering::Relaxed) && !closed {
+        let _ = sink.send(close(CLOSE_RATE_LIMITED, "rate limited")).await;
+        return;
     }
     // The legacy protocol reports a refused init with a message, not a close: close after it.
     if refused.load(Ordering::Relaxed) && !closed {
