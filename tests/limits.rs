@@ -289,3 +289,69 @@ async fn graphql_websocket_messages_over_the_limit_close_the_connection() {
     .expect("the server closes");
     assert_eq!(close.map(|f| u16::from(f.code)), Some(4429));
 }
+
+#[tokio::test]
+async fn grpc_session_commands_count_against_the_limit_an_error_then_the_end_of_the_call() {
+    use pb::session_command::Command;
+    use pb::session_message::Kind;
+    let server = TestServer::with_auth(config(3)).await;
+    let mut client = pb::orders_client::OrdersClient::new(server.grpc_channel().await);
+    let get = |id: &str| pb::SessionCommand {
+        id: id.into(),
+        command: Some(Command::GetOrder(pb::GetOrderRequest { id: "1".into() })),
+    };
+    // The call takes one unit; two commands fit, the third gets an error, the fourth ends it.
+    let commands = vec![get("a"), get("b"), get("c"), get("d")];
+    let mut request = tonic::Request::new(tokio_stream::iter(commands));
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {ADMIN}").parse().unwrap());
+    let mut session = client.order_session(request).await.unwrap().into_inner();
+    let mut kinds = Vec::new();
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match session.message().await {
+                Ok(Some(message)) => kinds.push((message.id, message.kind)),
+                Ok(None) => return None,
+                Err(status) => return Some(status),
+            }
+        }
+    })
+    .await
+    .expect("the call ends");
+    assert!(matches!(kinds[0], (ref id, Some(Kind::Order(_))) if id == "a"));
+    assert!(matches!(kinds[1], (ref id, Some(Kind::Order(_))) if id == "b"));
+    match &kinds[2] {
+        (id, Some(Kind::Error(error))) => {
+            assert_eq!(id, "c");
+            assert_eq!(error.code, "RESOURCE_EXHAUSTED");
+            assert_eq!(error.r#type, "/problems/rate-limited");
+        }
+        other => panic!("expected a rate-limited error, got {other:?}"),
+    }
+    let status = end.expect("the call ends with a status");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+}
+
+#[tokio::test]
+async fn before_auth_a_v1_websocket_answers_nothing_but_closes_with_4401() {
+    // Three anonymous upgrades: more than the anonymous quota of this file's config.
+    let mut config = config(100);
+    config.rate_limit.enabled = false;
+    let server = TestServer::with_auth(config).await;
+    for first in ["not json", r#"{"op":"ping","id":"p"}"#, r#"{"op":"nope"}"#] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/ws", server.addr))
+            .await
+            .unwrap();
+        ws.send(Message::text(first)).await.unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("an answer")
+            .expect("open")
+            .unwrap();
+        match reply {
+            Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 4401, "{first}"),
+            other => panic!("{first}: expected a 4401 close, got {other:?}"),
+        }
+    }
+}

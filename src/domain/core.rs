@@ -413,11 +413,13 @@ impl Core {
         request: &PageRequest,
     ) -> Page<Order> {
         let ids = self.order_ids(who, filter, request);
-        // An order deleted between the scan and here is left out of the page.
+        // An order deleted between the scan and here is left out of the page, and so is one
+        // moved to another customer meanwhile.
         let rows = ids
             .rows
             .iter()
             .filter_map(|id| self.store.order(OrderId(*id)))
+            .filter(|order| who.sees(order))
             .collect();
         Page {
             rows,

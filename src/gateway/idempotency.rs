@@ -56,10 +56,11 @@ impl IdempotencyKey {
 }
 
 impl IdempotencyKey {
-    /// The same key, as chosen by `who`.
+    /// The same key, as chosen by `who`: its name and its role (with the customer it is bound
+    /// to), so two principals that happen to share a name still never share outcomes.
     pub fn owned_by(self, who: &Principal) -> Self {
         Self {
-            owner: Arc::clone(&who.name),
+            owner: Arc::from(format!("{}\u{0}{:?}", who.name, who.role)),
             ..self
         }
     }

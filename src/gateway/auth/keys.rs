@@ -83,10 +83,17 @@ impl ApiKeys {
                 "API key '{name}' has the same secret as another key"
             ));
         }
-        self.entries.push(Entry {
-            hash,
-            principal: Principal::new(format!("key:{name}"), role),
-        });
+        // The name is the principal's identity (logs, rate limits, idempotency keys): two keys
+        // under one name would share them.
+        let principal = Principal::new(format!("key:{name}"), role);
+        if self
+            .entries
+            .iter()
+            .any(|e| e.principal.name == principal.name)
+        {
+            return Err(format!("two API keys are named '{name}'"));
+        }
+        self.entries.push(Entry { hash, principal });
         Ok(())
     }
 
@@ -199,6 +206,11 @@ mod tests {
             key("b", "readonly", None, "same-secret"),
         ];
         assert!(ApiKeys::from_config(&twice).is_err());
+        let same_name = [
+            key("a", "admin", None, "first-secret"),
+            key("a", "customer", Some("3"), "second-secret"),
+        ];
+        assert!(ApiKeys::from_config(&same_name).is_err());
     }
 
     #[test]

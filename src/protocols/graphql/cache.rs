@@ -10,6 +10,12 @@
 //!   result is kept under text + variables. Documents that fail to parse or validate are not
 //!   kept; they are checked again each time.
 //!
+//! Only documents that validated, and whose text is at most [`MAX_CACHED_QUERY_BYTES`], are
+//! kept: a parsed document can be a hundred times the size of its text (a flat 1 MiB selection
+//! parses into ~100 MiB), so a cache of arbitrary queries would let any caller fill the memory.
+//! With the defaults the cache holds at most 1 024 x 2 KiB of text, a few tens of MiB parsed
+//! in the worst case.
+//!
 //! It runs as the innermost extension, after Automatic Persisted Queries have turned a hash into
 //! its text and inside the request guard, so the guard still checks every document, cached or
 //! not. Both maps are bounded (`graphql.document_cache` entries each); when full, the oldest
@@ -25,6 +31,9 @@ use async_graphql::extensions::{
 };
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{ServerError, ServerResult, ValidationResult, Variables};
+
+/// The longest query text that is cached; longer ones are parsed and validated every time.
+pub const MAX_CACHED_QUERY_BYTES: usize = 2048;
 
 /// The extension's factory; holds the shared maps.
 pub struct DocumentCache {
@@ -47,16 +56,24 @@ impl ExtensionFactory for DocumentCache {
         Arc::new(PerRequest {
             parsed: Arc::clone(&self.parsed),
             validated: Arc::clone(&self.validated),
-            validation_key: Mutex::new(None),
+            pending: Mutex::new(None),
         })
     }
 }
 
-/// One request's view: the key its validation result is kept under, found at parse time.
+/// One request's view: what to cache once its document has validated.
 struct PerRequest {
     parsed: Arc<Bounded<Arc<str>, ExecutableDocument>>,
     validated: Arc<Bounded<String, ValidationResult>>,
-    validation_key: Mutex<Option<String>>,
+    pending: Mutex<Option<Pending>>,
+}
+
+/// Found at parse time, cached after a successful validation.
+struct Pending {
+    /// Text and variables: the validation result's key.
+    validation_key: String,
+    /// The text and its parsed document, when the document was not cached yet.
+    parsed: Option<(Arc<str>, ExecutableDocument)>,
 }
 
 #[async_trait::async_trait]
@@ -68,20 +85,26 @@ impl Extension for PerRequest {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        if self.parsed.capacity == 0 {
+        if self.parsed.capacity == 0 || query.len() > MAX_CACHED_QUERY_BYTES {
             return next.run(ctx, query, variables).await;
         }
         // Text and variables, separated by a byte that cannot occur in either's JSON.
-        let key = format!(
+        let validation_key = format!(
             "{query}\u{0}{}",
             serde_json::to_string(variables).unwrap_or_default()
         );
-        *lock(&self.validation_key) = Some(key);
         if let Some(document) = self.parsed.get(query) {
+            *lock(&self.pending) = Some(Pending {
+                validation_key,
+                parsed: None,
+            });
             return Ok(document);
         }
         let document = next.run(ctx, query, variables).await?;
-        self.parsed.insert(Arc::from(query), document.clone());
+        *lock(&self.pending) = Some(Pending {
+            validation_key,
+            parsed: Some((Arc::from(query), document.clone())),
+        });
         Ok(document)
     }
 
@@ -90,15 +113,19 @@ impl Extension for PerRequest {
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        let key = lock(&self.validation_key).take();
-        let Some(key) = key else {
+        let pending = lock(&self.pending).take();
+        let Some(pending) = pending else {
             return next.run(ctx).await;
         };
-        if let Some(result) = self.validated.get(&key) {
+        if let Some(result) = self.validated.get(&pending.validation_key) {
             return Ok(result);
         }
+        // Only a document that validated is kept, parsed and with its result.
         let result = next.run(ctx).await?;
-        self.validated.insert(key, result);
+        if let Some((text, document)) = pending.parsed {
+            self.parsed.insert(text, document);
+        }
+        self.validated.insert(pending.validation_key, result);
         Ok(result)
     }
 }

@@ -65,7 +65,11 @@ pub(super) async fn upgrade(
             ))
         })?;
     let who = who.map(|Extension(who)| who);
+    // The same message bound as /v1/ws: a subscribe payload is a whole GraphQL document.
+    let max = state.app.config.push.ws_max_message_bytes;
     Ok(upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| serve(state.app, state.schema, protocol, who, trace_id, socket))
         .into_response())

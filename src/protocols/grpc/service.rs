@@ -22,6 +22,7 @@ use crate::domain::{
 };
 use crate::gateway::ApiError;
 use crate::gateway::idempotency::Outcome;
+use crate::gateway::ratelimit::Policy;
 use crate::gateway::trace::TraceId;
 
 /// Messages a stream may have queued for a slow reader before its producer waits.
@@ -577,7 +578,11 @@ impl pb::orders_server::Orders for OrdersService {
             let mut watcher: Option<tokio::task::JoinHandle<()>> = None;
             let session = async {
                 // Commands until the client half-closes; a subscribed session keeps streaming
-                // events after that, until the client cancels or its deadline passes.
+                // events after that, until the client cancels or its deadline passes. Each
+                // command counts against the caller's rate limit, as a request would: the first
+                // one over it gets an error message, a second one ends the call with
+                // RESOURCE_EXHAUSTED.
+                let mut limited = false;
                 loop {
                     let command = match inbound.message().await {
                         Ok(Some(command)) => command,
@@ -589,6 +594,24 @@ impl pb::orders_server::Orders for OrdersService {
                             return;
                         }
                     };
+                    let decision = service.app.limiter.check(Policy::Caller, &cx.who.name);
+                    if !decision.allowed {
+                        let error = crate::gateway::gate::rate_limited(&decision);
+                        if limited {
+                            let _ = tx.send(Err(cx.fail(error))).await;
+                            return;
+                        }
+                        limited = true;
+                        let reply = pb::SessionMessage {
+                            id: command.id,
+                            kind: Some(pb::session_message::Kind::Error(error_message(&error))),
+                        };
+                        if tx.send(Ok(reply)).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    limited = false;
                     let reply = service.session_command(&cx.who, command, &tx, &mut watcher);
                     if tx.send(Ok(reply)).await.is_err() {
                         return;

@@ -249,6 +249,10 @@ impl Session {
                         last_heard = Instant::now();
                         let reply = match message {
                             Message::Text(text) => session.command(text.as_str()),
+                            Message::Binary(_) if session.who.is_none() => {
+                                session.close_unauthenticated();
+                                None
+                            }
                             Message::Binary(_) => Some(session.error(None, &FieldViolation::new(
                                 "message", "binary frames are not supported; send JSON text").into())),
                             Message::Ping(_) | Message::Pong(_) | Message::Close(_) => None,
@@ -310,6 +314,17 @@ impl Session {
 
     /// Handles one text message; returns the reply to send, if it was not queued already.
     fn command(&mut self, text: &str) -> Option<Value> {
+        if self.who.is_none() {
+            // Until `auth`, nothing else is answered: anything else, even malformed, closes.
+            let auth = serde_json::from_str::<Value>(text)
+                .ok()
+                .and_then(|value| from_value::<Command>(&value).ok());
+            if let Some(Command::Auth { id, token }) = auth {
+                return Some(self.authenticate(id, &token));
+            }
+            self.close_unauthenticated();
+            return None;
+        }
         let value: Value = match serde_json::from_str(text) {
             Ok(value) => value,
             Err(error) => {
@@ -346,11 +361,7 @@ impl Session {
                 return Ok(Some(self.authenticate(id, &token)));
             }
             (None, _) => {
-                self.closing = Some((
-                    CLOSE_UNAUTHENTICATED,
-                    "not authenticated: the first message must be {\"op\":\"auth\",\"token\":...}"
-                        .into(),
-                ));
+                self.close_unauthenticated();
                 return Ok(None);
             }
         };
@@ -490,6 +501,13 @@ impl Session {
             })
             .await;
         })
+    }
+
+    fn close_unauthenticated(&mut self) {
+        self.closing = Some((
+            CLOSE_UNAUTHENTICATED,
+            "not authenticated: the first message must be {\"op\":\"auth\",\"token\":...}".into(),
+        ));
     }
 
     /// `{"op":"auth"}`: the session's caller from then on, or the end of the session.
