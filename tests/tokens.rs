@@ -574,3 +574,30 @@ async fn a_revoked_token_is_refused_by_the_api_until_it_expires() {
         tonic::Code::Unauthenticated
     );
 }
+
+#[tokio::test]
+async fn an_event_stream_ends_when_its_token_expires() {
+    use futures_util::StreamExt;
+    let server = TokenServer::start().await;
+    // Valid for two more seconds: the stream must not outlive it.
+    let token = forge(claims("admin", now() + 2));
+    let response = server
+        .server
+        .get("/v1/events")
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(chunk) = body.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream was still open 10 s later");
+}

@@ -73,6 +73,10 @@ pub struct Principal {
     pub name: Arc<str>,
     /// What it may do.
     pub role: Role,
+    /// When the credential it came from stops being valid (a token's `exp`); `None` for
+    /// credentials without an end (API keys, certificates). Long-lived streams and sessions end
+    /// then, rather than outliving the token.
+    pub valid_until: Option<std::time::SystemTime>,
 }
 
 /// The kinds of change the rules distinguish.
@@ -98,7 +102,22 @@ impl Principal {
         Self {
             name: name.into(),
             role,
+            valid_until: None,
         }
+    }
+
+    /// The same principal, whose credential stops being valid at `at`.
+    pub fn valid_until(self, at: std::time::SystemTime) -> Self {
+        Self {
+            valid_until: Some(at),
+            ..self
+        }
+    }
+
+    /// True once the credential has expired.
+    pub fn expired(&self) -> bool {
+        self.valid_until
+            .is_some_and(|at| at <= std::time::SystemTime::now())
     }
 
     /// The server itself (the webhook worker following the event log): an admin.

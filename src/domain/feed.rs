@@ -98,8 +98,31 @@ pub enum FeedItem {
 
 /// Follows `log` after `after_seq` (`None`: from now), handing the events that match `filter`
 /// and that `who` may see (a customer sees only its own orders' events) to `send` until `send`
-/// reports the client gone (returns false) or the log closes.
+/// reports the client gone (returns false), the log closes, or `who`'s credential expires (a
+/// stream never outlives its token).
 pub async fn follow<F, Fut>(
+    log: &Arc<dyn EventLog>,
+    who: &Principal,
+    after_seq: Option<u64>,
+    filter: &EventFilter,
+    send: F,
+) where
+    F: FnMut(FeedItem) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let Some(until) = who.valid_until else {
+        return follow_events(log, who, after_seq, filter, send).await;
+    };
+    let left = until
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    tokio::select! {
+        () = follow_events(log, who, after_seq, filter, send) => {}
+        () = tokio::time::sleep(left) => {}
+    }
+}
+
+async fn follow_events<F, Fut>(
     log: &Arc<dyn EventLog>,
     who: &Principal,
     after_seq: Option<u64>,

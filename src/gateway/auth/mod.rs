@@ -167,7 +167,8 @@ impl Authenticator {
                 .map_err(|e| AuthError::Invalid(e.to_string()))?;
             let role = Role::parse(claims.role.as_str(), claims.customer_id.as_deref())
                 .map_err(|e| AuthError::Invalid(format!("the token's role: {e}")))?;
-            return Ok(Principal::new(format!("token:{}", claims.subject), role));
+            return Ok(Principal::new(format!("token:{}", claims.subject), role)
+                .valid_until(claims.expires_at));
         }
         self.keys
             .verify(secret)

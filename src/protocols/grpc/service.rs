@@ -594,6 +594,14 @@ impl pb::orders_server::Orders for OrdersService {
                             return;
                         }
                     };
+                    if cx.who.expired() {
+                        let expired = ApiError::new(
+                            &crate::gateway::error::kind::UNAUTHENTICATED,
+                            "the access token expired",
+                        );
+                        let _ = tx.send(Err(cx.fail(expired))).await;
+                        return;
+                    }
                     let decision = service.app.limiter.check(Policy::Caller, &cx.who.name);
                     if !decision.allowed {
                         let error = crate::gateway::gate::rate_limited(&decision);

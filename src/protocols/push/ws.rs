@@ -32,6 +32,9 @@
 //! limit gets an `error` message (429, `rate-limited`, with `retry_after`); another one before
 //! the quota has room again closes the connection with 4429.
 //!
+//! A session authenticated with an access token ends (4401) once the token expires: at the next
+//! command, or at the next ping tick.
+//!
 //! Close codes: 4401 not authenticated; 4429 rate limited; 1001 the server is shutting down; 1009 a message over
 //! `push.ws_max_message_bytes`; 4000 no sign of life from the client for `push.ws_idle_timeout`
 //! (the server pings every `push.ws_ping_interval`, and browsers answer pings by themselves);
@@ -272,6 +275,9 @@ impl Session {
                     break slow();
                 }
                 _ = ping.tick() => {
+                    if session.who.as_ref().is_some_and(Principal::expired) {
+                        break Some((CLOSE_UNAUTHENTICATED, "the access token expired".to_owned()));
+                    }
                     if last_heard.elapsed() >= push.ws_idle_timeout {
                         break Some((CLOSE_IDLE, "no answer to pings".to_owned()));
                     }
@@ -355,6 +361,10 @@ impl Session {
 
     fn execute(&mut self, command: Command) -> Result<Option<Value>, ApiError> {
         let who = match (&self.who, &command) {
+            (Some(who), _) if who.expired() => {
+                self.closing = Some((CLOSE_UNAUTHENTICATED, "the access token expired".into()));
+                return Ok(None);
+            }
             (Some(who), _) => who.clone(),
             (None, Command::Auth { id, token }) => {
                 let (id, token) = (id.clone(), token.clone());
