@@ -127,15 +127,17 @@ pub async fn layer(State(app): State<App>, mut request: Request, next: Next) -> 
         )
     };
 
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let ip = || peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
     let decision = match &caller {
+        // With authentication off everyone is the same "anonymous" admin: a caller's quota
+        // per address, not one quota shared by all.
+        Ok(Some(_)) if app.auth.is_off() => app.limiter.check(Policy::Caller, &ip()),
         Ok(Some(principal)) => app.limiter.check(Policy::Caller, &principal.name),
-        _ => {
-            let ip = request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
-            app.limiter.check(Policy::Anonymous, &ip)
-        }
+        _ => app.limiter.check(Policy::Anonymous, &ip()),
     };
     let mut limit_headers = HeaderMap::new();
     decision.apply_to(&mut limit_headers);
