@@ -67,6 +67,7 @@ use dashmap::mapref::entry::Entry;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{RateLimitAlgorithm, RateLimitConfig, RateLimitPolicyConfig};
+use crate::gateway::error::whole_seconds;
 
 /// Nanoseconds since the limiter was created: the limiter's clock, in integers.
 type Nanos = u64;
@@ -133,7 +134,7 @@ impl Decision {
             return Vec::new();
         }
         let name = self.policy.name();
-        let window = seconds_up(self.window).max(1);
+        let window = whole_seconds(self.window);
         let reset = seconds_up(self.reset);
         let mut pairs = vec![
             (
@@ -166,7 +167,7 @@ impl Decision {
 
     /// `Retry-After` in whole seconds, rounded up, at least 1; `None` when allowed.
     pub fn retry_after_seconds(&self) -> Option<u64> {
-        self.retry_after.map(|wait| seconds_up(wait).max(1))
+        self.retry_after.map(whole_seconds)
     }
 }
 
