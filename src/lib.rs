@@ -20,3 +20,4 @@ pub mod domain;
 pub mod gateway;
 pub mod protocols;
 pub mod webhooks;
+pub mod wire;

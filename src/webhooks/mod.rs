@@ -465,7 +465,7 @@ impl Webhooks {
         let endpoint = self.endpoint(id)?;
         let body = json!({
             "type": PING,
-            "timestamp": crate::protocols::rest::v1::dto::timestamp(SystemTime::now()),
+            "timestamp": crate::wire::timestamp(SystemTime::now()),
             "data": { "endpoint_id": endpoint.id },
         });
         Ok(self.enqueue(&endpoint.id, PING, None, body.to_string()))
@@ -651,8 +651,8 @@ impl Webhooks {
         }
         let body = json!({
             "type": event_type,
-            "timestamp": crate::protocols::rest::v1::dto::timestamp(event.occurred_at),
-            "data": crate::protocols::push::event_json(event),
+            "timestamp": crate::wire::timestamp(event.occurred_at),
+            "data": crate::wire::event_json(event),
         })
         .to_string();
         for endpoint in targets {

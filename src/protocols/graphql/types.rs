@@ -10,7 +10,7 @@ use super::loaders::{CustomerLoader, ProductLoader};
 use crate::app::App;
 use crate::domain::events::{Change, Event};
 use crate::domain::model::{Customer, Item, Order, OrderStatus, Product};
-use crate::protocols::rest::v1::dto::timestamp;
+use crate::wire::timestamp;
 
 /// Where an order is in its life cycle.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]

@@ -21,12 +21,12 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::app::{App, StreamGuard};
-use crate::domain::events::{Change, Event};
+use crate::domain::events::Event;
 use crate::domain::feed::EventFilter;
 use crate::domain::{DomainError, FieldViolation};
 use crate::gateway::ApiError;
 use crate::gateway::error::kind;
-use crate::protocols::rest::v1::dto::{OrderV1, timestamp};
+use crate::wire::event_json;
 
 /// The push routes, to be nested under `/v1`.
 pub fn routes() -> Router<App> {
@@ -35,25 +35,6 @@ pub fn routes() -> Router<App> {
         .route("/orders/{id}/events", get(sse::order_events))
         .route("/events/poll", get(poll::poll))
         .route("/ws", get(ws::upgrade))
-}
-
-/// An event as JSON, the same on SSE, WebSocket and long polling.
-pub fn event_json(event: &Event) -> Value {
-    let mut body = json!({
-        "seq": event.seq,
-        "type": event.change.event_type(),
-        "order_id": event.order_id.to_string(),
-        "occurred_at": timestamp(event.occurred_at),
-        "order": OrderV1::from(&event.order),
-    });
-    match &event.change {
-        Change::StatusChanged { from, .. } | Change::Cancelled { from } => {
-            body["from_status"] = json!(from.as_str());
-        }
-        Change::ItemAdded { item_id } => body["item_id"] = json!(item_id.to_string()),
-        Change::Created | Change::Updated | Change::Deleted => {}
-    }
-    body
 }
 
 /// The JSON text of the most recent events, rendered once and shared by every subscriber that
@@ -191,6 +172,7 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
+    use crate::domain::events::Change;
     use crate::domain::model::{CustomerId, Order, OrderId, OrderStatus};
 
     fn event(seq: u64) -> Event {

@@ -18,11 +18,12 @@ use http::header::CACHE_CONTROL;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{admit, event_json, filter, missed_json, query_params, seq};
+use super::{admit, filter, missed_json, query_params, seq};
 use crate::app::App;
 use crate::domain::FieldViolation;
 use crate::gateway::ApiError;
 use crate::gateway::auth::Caller;
+use crate::wire::event_json;
 
 /// `GET /v1/events/poll`
 pub async fn poll(

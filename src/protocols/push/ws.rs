@@ -57,7 +57,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{admit, event_json, missed_json};
+use super::{admit, missed_json};
 use crate::app::{App, StreamGuard};
 use crate::domain::feed::{self, EventFilter, FeedItem};
 use crate::domain::model::OrderId;
@@ -67,7 +67,9 @@ use crate::gateway::gate::rate_limited;
 use crate::gateway::ratelimit::Policy;
 use crate::gateway::trace::{TraceId, problem_body};
 use crate::protocols::rest::body::from_value;
-use crate::protocols::rest::v1::dto::{NewItemV1, OrderV1};
+use crate::protocols::rest::v1::dto::NewItemV1;
+use crate::wire::OrderV1;
+use crate::wire::event_json;
 
 /// Close code: no valid credentials (in the upgrade request or the first message).
 pub const CLOSE_UNAUTHENTICATED: u16 = 4401;
