@@ -5,7 +5,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -18,70 +17,30 @@ use crate::config::Config;
 use crate::domain::Core;
 use crate::domain::events::MemoryEventLog;
 use crate::domain::pagination::CursorCodec;
+use crate::domain::pagination::PageLimits;
 use crate::domain::seed;
 use crate::domain::store::MemoryStore;
 use crate::gateway::auth::Authenticator;
-use crate::gateway::idempotency::{Idempotency, Recorded};
+use crate::gateway::gate::{self, Gate};
+use crate::gateway::idempotency::Idempotency;
 use crate::gateway::ratelimit::RateLimiter;
 use crate::gateway::tls::Tls;
-use crate::gateway::{gate, serve, trace};
+use crate::gateway::{serve, trace};
 use crate::protocols;
-use crate::protocols::rest::listing::PageLimits;
+use crate::protocols::AppState;
 
-/// Shared state every adapter reads: cheap to clone (a handful of `Arc`s).
+/// The server: the state every adapter shares, and the wiring that serves it. It derefs to
+/// that state ([`AppState`]), so `app.core` or `app.config` read as they do in an adapter.
 #[derive(Clone)]
 pub struct App {
-    /// The domain core.
-    pub core: Arc<Core>,
-    /// Idempotency keys, shared by every protocol.
-    pub idempotency: Arc<Idempotency<Recorded>>,
-    /// The configuration the server was started with.
-    pub config: Arc<Config>,
-    /// Streaming calls in progress (every protocol's), for readiness and for tests that check
-    /// a cancelled stream really stops.
-    pub streams: Arc<ActiveStreams>,
-    /// Webhook endpoints, deliveries and received messages.
-    pub webhooks: Arc<crate::webhooks::Webhooks>,
-    /// Who is calling: API keys, tokens, certificates.
-    pub auth: Arc<Authenticator>,
-    /// Requests per caller (principal, or client IP when anonymous).
-    pub limiter: Arc<RateLimiter>,
-    /// Recent events as JSON text, shared by every SSE subscriber.
-    pub rendered_events: Arc<protocols::push::RenderedEvents>,
-    /// The gRPC health status (`grpc.health.v1.Health`), turned NOT_SERVING at shutdown.
-    pub health: tonic_health::server::HealthReporter,
-    draining: Arc<tokio::sync::watch::Sender<bool>>,
+    state: AppState,
 }
 
-/// Counts streaming calls in progress.
-#[derive(Debug, Default)]
-pub struct ActiveStreams(AtomicUsize);
+impl std::ops::Deref for App {
+    type Target = AppState;
 
-/// One stream in progress; dropping it ends it.
-#[derive(Debug)]
-pub struct StreamGuard(Arc<ActiveStreams>);
-
-impl ActiveStreams {
-    /// Marks a stream as started unless `max` are already in progress (atomically: two
-    /// connections arriving together cannot both take the last place).
-    pub fn try_enter(self: &Arc<Self>, max: usize) -> Option<StreamGuard> {
-        self.0
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| StreamGuard(Arc::clone(self)))
-    }
-
-    /// How many streams are in progress.
-    pub fn count(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        self.0.0.fetch_sub(1, Ordering::Relaxed);
+    fn deref(&self) -> &AppState {
+        &self.state
     }
 }
 
@@ -113,11 +72,18 @@ impl App {
         } else {
             config.pagination.cursor_secret.as_bytes().to_vec()
         };
-        Ok(Self {
-            auth,
-            limiter: Arc::new(RateLimiter::new(&config.rate_limit)),
+        let limits = PageLimits {
+            default: config.pagination.default_limit,
+            max: config.pagination.max_limit,
+        };
+        let core = Core::new(store, events, CursorCodec::new(&secret)).with_page_limits(limits);
+        let state = AppState {
+            gate: Arc::new(Gate {
+                auth,
+                limiter: Arc::new(RateLimiter::new(&config.rate_limit)),
+            }),
             rendered_events: Arc::default(),
-            core: Arc::new(Core::new(store, events, CursorCodec::new(&secret))),
+            core: Arc::new(core),
             idempotency: Arc::new(Idempotency::new(
                 config.idempotency.ttl,
                 config.idempotency.max_keys,
@@ -127,28 +93,8 @@ impl App {
             streams: Arc::default(),
             health: tonic_health::server::HealthReporter::new(),
             draining: Arc::new(tokio::sync::watch::Sender::new(false)),
-        })
-    }
-
-    /// Page sizes for list endpoints.
-    pub fn page_limits(&self) -> PageLimits {
-        PageLimits {
-            default: self.config.pagination.default_limit,
-            max: self.config.pagination.max_limit,
-        }
-    }
-
-    /// False once shutdown has begun: `/readyz` then answers 503 so load balancers move away.
-    pub fn is_ready(&self) -> bool {
-        !*self.draining.borrow()
-    }
-
-    /// Completes once shutdown has begun. Long-lived streams select on it and end (telling the
-    /// client to reconnect elsewhere) instead of holding the drain open until the grace period.
-    pub async fn drained(&self) {
-        let mut draining = self.draining.subscribe();
-        // Err means the sender is gone, which only happens when the app itself is.
-        let _ = draining.wait_for(|d| *d).await;
+        };
+        Ok(Self { state })
     }
 
     /// The whole HTTP surface. Layers read top to bottom, outermost first.
@@ -156,21 +102,24 @@ impl App {
         Router::new()
             .merge(protocols::health::routes())
             .merge(protocols::rest::routes())
-            .with_state(self.clone())
+            .with_state(self.state.clone())
             // gRPC is more routes on the same router: `/polyport.orders.v1.Orders/GetOrder`, ...
-            .merge(protocols::grpc::routes(self))
-            .merge(protocols::graphql::routes(self))
+            .merge(protocols::grpc::routes(&self.state))
+            .merge(protocols::graphql::routes(&self.state))
             // OAuth 2.0: the token and revocation endpoints (their clients authenticate in the
             // request itself).
             .merge(crate::gateway::auth::oauth::routes(Arc::clone(
-                self.auth.tokens(),
+                self.gate.auth.tokens(),
             )))
             .fallback(protocols::rest::route_not_found)
             // Bodies over the configured size are refused with 413 while being read.
             .layer(DefaultBodyLimit::max(self.config.server.body_limit_bytes))
             // Who is calling (credentials to a principal) and whether they may call now (rate
             // limits); refusals in each protocol's idiom.
-            .layer(middleware::from_fn_with_state(self.clone(), gate::layer))
+            .layer(middleware::from_fn_with_state(
+                Arc::clone(&self.gate),
+                gate::layer,
+            ))
             // Outermost: trace id, request span and log line, problem+json rendering.
             .layer(middleware::from_fn_with_state(
                 trace::AccessLog(self.config.server.access_log),
@@ -189,7 +138,7 @@ impl App {
         let tls = Tls::from_config(&self.config.tls)?;
         let sweeper = tokio::spawn({
             let idempotency = Arc::clone(&self.idempotency);
-            let limiter = Arc::clone(&self.limiter);
+            let limiter = Arc::clone(&self.gate.limiter);
             async move {
                 // Forget what no longer matters: expired idempotency keys, callers whose quota
                 // is full again.
@@ -222,11 +171,11 @@ impl App {
         let grace = self.config.server.shutdown_grace;
         // Webhook deliveries run beside the server and drain with it.
         let webhooks = tokio::spawn({
-            let app = self.clone();
+            let state = self.state.clone();
             let log = Arc::clone(self.core.events());
             async move {
-                let drained = app.drained();
-                Arc::clone(&app.webhooks).run(log, drained, grace).await;
+                let drained = state.drained();
+                Arc::clone(&state.webhooks).run(log, drained, grace).await;
             }
         });
         let result = serve::serve(listener, self.router(), tls, shutdown, grace).await;

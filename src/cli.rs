@@ -325,15 +325,15 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        if app.auth.is_off() {
+        if app.gate.auth.is_off() {
             tracing::warn!(
                 "AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can reach this port is an admin"
             );
         }
-        if !app.limiter.is_enabled() {
+        if !app.gate.limiter.is_enabled() {
             tracing::warn!("rate limiting is OFF: any caller may send as many requests as it likes");
         }
-        if let Some(key) = app.auth.dev_key() {
+        if let Some(key) = app.gate.auth.dev_key() {
             tracing::warn!(
                 "dev mode: no credentials are configured, so this run has a generated admin key \
                  (send it as 'Authorization: Bearer <key>')"

@@ -40,7 +40,7 @@ impl TokenServer {
         ];
         config.auth.tokens.hs256_secret = HS256_SECRET.into();
         let server = TestServer::with_auth(config).await;
-        let service = Arc::clone(server.app.auth.tokens());
+        let service = Arc::clone(server.app.gate.auth.tokens());
         Self { server, service }
     }
 

@@ -16,7 +16,8 @@ use super::model::{
     ProductId, Quantity,
 };
 use super::pagination::{
-    CursorCodec, Page, PageRequest, Position, RowKey, SortValue, page_from_sorted, select_page,
+    CursorCodec, Page, PageLimits, PageRequest, Position, RowKey, SortValue, page_from_sorted,
+    select_page,
 };
 use super::store::Store;
 
@@ -155,6 +156,7 @@ pub struct Core {
     store: Arc<dyn Store>,
     events: Arc<dyn EventLog>,
     cursors: CursorCodec,
+    limits: PageLimits,
     /// Customer and product reads, single or batched: how tests prove there is no N+1.
     lookups: std::sync::atomic::AtomicU64,
 }
@@ -166,8 +168,19 @@ impl Core {
             store,
             events,
             cursors,
+            limits: PageLimits::default(),
             lookups: Default::default(),
         }
+    }
+
+    /// The same core with page sizes from configuration.
+    pub fn with_page_limits(self, limits: PageLimits) -> Self {
+        Self { limits, ..self }
+    }
+
+    /// Page sizes: the default and the largest a list request may ask for, on every protocol.
+    pub fn page_limits(&self) -> PageLimits {
+        self.limits
     }
 
     /// How many customer or product reads (one per single read, one per batch) have been made.

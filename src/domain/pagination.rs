@@ -189,6 +189,53 @@ impl Limit {
     }
 }
 
+/// Page sizes (`pagination.default_limit` and `pagination.max_limit`): one rule for every
+/// protocol's page request (REST `?limit=`, GraphQL `first`/`last`, gRPC `page_size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimits {
+    /// Used when a request names no size.
+    pub default: usize,
+    /// The largest accepted.
+    pub max: usize,
+}
+
+impl Default for PageLimits {
+    fn default() -> Self {
+        Self {
+            default: 20,
+            max: 100,
+        }
+    }
+}
+
+impl PageLimits {
+    /// The page size a request asked for, or the default when it asked for none. A size
+    /// outside `1..=max` is a violation of `field` (the protocol's name for it).
+    pub fn limit(&self, requested: Option<i64>, field: &str) -> Result<Limit, FieldViolation> {
+        match requested {
+            None => Ok(Limit::new(self.default)),
+            Some(n) if n >= 1 && (n as u64) <= self.max as u64 => Ok(Limit(n as usize)),
+            Some(_) => Err(self.violation(field)),
+        }
+    }
+
+    /// Like [`PageLimits::limit`], for a size still in text form (a query parameter).
+    pub fn parse(&self, raw: Option<&str>, field: &str) -> Result<Limit, FieldViolation> {
+        match raw {
+            None => Ok(Limit::new(self.default)),
+            Some(raw) => raw
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| self.violation(field))
+                .and_then(|n| self.limit(Some(n), field)),
+        }
+    }
+
+    fn violation(&self, field: &str) -> FieldViolation {
+        FieldViolation::new(field, format!("must be an integer from 1 to {}", self.max))
+    }
+}
+
 /// Where a page starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Position {

@@ -9,7 +9,7 @@
 //!    (`rate_limit.caller`), anyone else, including a request with bad credentials, on its IP
 //!    address's (`rate_limit.anonymous`), so guessing keys is slowed down too. Over quota: 429
 //!    (or the protocol's equivalent) with `Retry-After`.
-//! 3. Refuse (in the protocol's idiom, `protocols::refusal`) what needs credentials and has
+//! 3. Refuse (in the protocol's idiom, [`refusal`](super::refusal)) what needs credentials and has
 //!    none or bad ones, with a `WWW-Authenticate` challenge.
 //! 4. Put the [`Principal`] on the request for the adapter, which hands it to the domain core.
 //!
@@ -22,22 +22,47 @@
 //! webhooks (the signature is the credential) and gRPC health. The WebSocket endpoints may
 //! also be opened without credentials; the client then authenticates in its first message.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Method};
 
-use crate::app::App;
 use crate::domain::Principal;
 use crate::gateway::ApiError;
-use crate::gateway::auth::AuthError;
+use crate::gateway::auth::{AuthError, Authenticator};
 use crate::gateway::error::kind;
-use crate::gateway::ratelimit::{Decision, Policy};
+use crate::gateway::ratelimit::{Decision, Policy, RateLimiter};
+use crate::gateway::refusal::{Idiom, refuse};
 use crate::gateway::tls::ClientCertificate;
 use crate::gateway::trace::TraceId;
-use crate::protocols::refusal::{Idiom, refuse};
+
+/// What the gate needs: who may call (credentials) and how often (quotas). It owns nothing
+/// of the adapters, so it stands under them; the adapters hold it too, for the checks a
+/// WebSocket or gRPC session makes per message.
+pub struct Gate {
+    /// API keys, tokens, certificates.
+    pub auth: Arc<Authenticator>,
+    /// Requests and messages per caller.
+    pub limiter: Arc<RateLimiter>,
+}
+
+impl Gate {
+    /// Charges one request or message to its caller's quota: the principal's, or the
+    /// client address's when there is no principal, or when authentication is off (then
+    /// everyone is the same "anonymous" admin, and one quota shared by all would let one
+    /// client starve the rest). The one keying rule for every path, HTTP and per-message.
+    pub fn charge(&self, who: Option<&Principal>, peer: Option<IpAddr>) -> Decision {
+        let ip = || peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        match who {
+            Some(_) if self.auth.is_off() => self.limiter.check(Policy::Caller, &ip()),
+            Some(principal) => self.limiter.check(Policy::Caller, &principal.name),
+            None => self.limiter.check(Policy::Anonymous, &ip()),
+        }
+    }
+}
 
 /// What a route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +129,7 @@ fn is_probe(path: &str) -> bool {
 
 /// Middleware: authenticates and rate-limits the request, refusing it in its protocol's idiom
 /// if it must.
-pub async fn layer(State(app): State<App>, mut request: Request, next: Next) -> Response {
+pub async fn layer(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     if is_probe(&path) {
@@ -120,7 +145,7 @@ pub async fn layer(State(app): State<App>, mut request: Request, next: Next) -> 
         } else {
             None
         };
-        app.auth.authenticate(
+        gate.auth.authenticate(
             request.headers(),
             token.as_deref(),
             request.extensions().get::<ClientCertificate>(),
@@ -131,14 +156,8 @@ pub async fn layer(State(app): State<App>, mut request: Request, next: Next) -> 
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let ip = || peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-    let decision = match &caller {
-        // With authentication off everyone is the same "anonymous" admin: a caller's quota
-        // per address, not one quota shared by all.
-        Ok(Some(_)) if app.auth.is_off() => app.limiter.check(Policy::Caller, &ip()),
-        Ok(Some(principal)) => app.limiter.check(Policy::Caller, &principal.name),
-        _ => app.limiter.check(Policy::Anonymous, &ip()),
-    };
+    // A request with bad credentials is charged to its address, like one with none.
+    let decision = gate.charge(caller.as_ref().ok().and_then(Option::as_ref), peer);
     let mut limit_headers = HeaderMap::new();
     decision.apply_to(&mut limit_headers);
     if !decision.allowed {

@@ -2,14 +2,19 @@
 //!
 //! One port ([`serve`]), optionally over TLS with client certificates ([`tls`]), the
 //! cross-cutting HTTP layers ([`trace`], [`gate`]), authentication ([`auth`]), the one error
-//! table ([`error`]), and the protocol-neutral idempotency store ([`idempotency`]) and rate
+//! table ([`error`]) with its one rendering per protocol and the refusals written with them
+//! ([`refusal`]), and the protocol-neutral idempotency store ([`idempotency`]) and rate
 //! limiter ([`ratelimit`]).
+//!
+//! The gateway stands under the adapters: it imports the domain and the configuration, never
+//! `protocols` or `app` (`tests/architecture.rs` checks it).
 
 pub mod auth;
 pub mod error;
 pub mod gate;
 pub mod idempotency;
 pub mod ratelimit;
+pub mod refusal;
 pub mod serve;
 pub mod tls;
 pub mod trace;

@@ -1,5 +1,6 @@
 //! The outermost HTTP layer: a trace id for every request, a log line for every response, and
-//! the single place where problem+json bodies are written.
+//! the one place where an error a handler returned becomes its problem+json body
+//! (`error::problem`).
 //!
 //! The trace id comes from an incoming W3C `traceparent` header when there is a valid one, so a
 //! caller's distributed trace continues here; otherwise a fresh random one is made. It is sent
@@ -9,16 +10,15 @@
 use std::fmt;
 use std::time::Instant;
 
-use axum::body::Body;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::CONTENT_TYPE;
 use http::{HeaderName, HeaderValue};
-use serde_json::{Value, json};
 use tracing::Instrument;
 
 use super::error::ApiError;
+use super::error::problem::render_problem;
 
 /// The response header that carries the trace id.
 pub const TRACE_ID_HEADER: HeaderName = HeaderName::from_static("x-trace-id");
@@ -137,48 +137,6 @@ fn is_problem(response: &Response) -> bool {
         .headers()
         .get(CONTENT_TYPE)
         .is_some_and(|v| !v.as_bytes().starts_with(b"text/plain"))
-}
-
-/// The RFC 9457 body for `error`. `instance` and `trace_id` are left out when not given (e.g.
-/// for one element's error inside a bulk response, whose envelope carries them).
-pub fn problem_body(error: &ApiError, instance: Option<&str>, trace_id: Option<&TraceId>) -> Value {
-    let mut body = json!({
-        "type": error.kind.type_uri(),
-        "title": error.kind.title,
-        "status": error.kind.status.as_u16(),
-        "detail": error.detail,
-    });
-    if let Some(instance) = instance {
-        body["instance"] = json!(instance);
-    }
-    if let Some(trace_id) = trace_id {
-        body["trace_id"] = json!(trace_id.as_str());
-    }
-    if let Some(delay) = error.retry_after {
-        body["retry_after"] = json!(super::error::whole_seconds(delay));
-    }
-    if !error.violations.is_empty() {
-        body["errors"] = error
-            .violations
-            .iter()
-            .map(|v| json!({ "field": v.field, "message": v.message }))
-            .collect();
-    }
-    body
-}
-
-/// Writes the problem body for `error` into `response`, keeping its other headers.
-fn render_problem(response: &mut Response, error: &ApiError, trace_id: &TraceId, path: &str) {
-    let body = problem_body(error, Some(path), Some(trace_id));
-    let bytes = serde_json::to_vec(&body).expect("a JSON value always serializes");
-    *response.status_mut() = error.kind.status;
-    let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-    *response.body_mut() = Body::from(bytes);
 }
 
 #[cfg(test)]

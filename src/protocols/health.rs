@@ -10,12 +10,12 @@ use axum::{Json, Router};
 use http::HeaderValue;
 use http::header::CACHE_CONTROL;
 
-use crate::app::App;
 use crate::gateway::ApiError;
 use crate::gateway::error::kind;
+use crate::protocols::AppState;
 
 /// `GET /healthz` and `GET /readyz`.
-pub fn routes() -> Router<App> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -25,7 +25,7 @@ async fn healthz() -> Response {
     no_store(Json(serde_json::json!({ "status": "ok" })).into_response())
 }
 
-async fn readyz(State(app): State<App>) -> Response {
+async fn readyz(State(app): State<AppState>) -> Response {
     if !app.is_ready() {
         return no_store(
             ApiError::new(&kind::UNAVAILABLE, "the server is shutting down").into_response(),

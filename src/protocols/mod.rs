@@ -6,5 +6,7 @@ pub mod graphql;
 pub mod grpc;
 pub mod health;
 pub mod push;
-pub mod refusal;
 pub mod rest;
+pub mod state;
+
+pub use state::AppState;

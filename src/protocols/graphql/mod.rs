@@ -30,13 +30,13 @@ use axum::routing::get;
 use http::header::{ACCEPT, ALLOW, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
-use crate::app::App;
 use crate::config::GraphqlConfig;
 use crate::domain::Principal;
 use crate::gateway::ApiError;
 use crate::gateway::auth::{AuthError, Caller};
 use crate::gateway::error::kind;
 use crate::gateway::trace::TraceId;
+use crate::protocols::AppState;
 use loaders::{CustomerLoader, ProductLoader};
 use query::{IdempotencyHeader, MutationRoot, QueryRoot, SubscriptionRoot};
 
@@ -47,7 +47,7 @@ pub type PolyportSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
 /// Builds the schema with the configured limits; `app` is available to every resolver.
-pub fn schema(app: Option<App>, config: &GraphqlConfig) -> PolyportSchema {
+pub fn schema(app: Option<AppState>, config: &GraphqlConfig) -> PolyportSchema {
     let mut builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .limit_depth(config.max_depth)
         .limit_complexity(config.max_complexity)
@@ -75,12 +75,12 @@ pub fn sdl() -> String {
 
 #[derive(Clone)]
 struct GraphqlState {
-    app: App,
+    app: AppState,
     schema: PolyportSchema,
 }
 
 /// `/graphql` and `/graphql/ws`.
-pub fn routes(app: &App) -> Router {
+pub fn routes(app: &AppState) -> Router {
     let schema = schema(Some(app.clone()), &app.config.graphql);
     Router::new()
         .route("/graphql", get(get_graphql).post(post_graphql))

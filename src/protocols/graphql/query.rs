@@ -1,8 +1,6 @@
 //! The root types: queries, mutations and the subscription, each a thin call into the core.
 
-use async_graphql::{
-    Context, ErrorExtensions, ID, InputObject, Object, SimpleObject, Subscription,
-};
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject, Subscription};
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -12,7 +10,6 @@ use super::types::{
     OrderFilterInput, OrderGql, OrderOrder, PageInfo, ProductConnection, ProductEdge, ProductGql,
     SortDirection, StatusGql,
 };
-use crate::app::App;
 use crate::domain::Principal;
 use crate::domain::core::{ORDER_SORT_FIELDS, customer_ref};
 use crate::domain::feed::{self, EventFilter, FeedItem};
@@ -25,6 +22,7 @@ use crate::gateway::ApiError;
 use crate::gateway::auth::AuthError;
 use crate::gateway::idempotency::Outcome;
 use crate::gateway::trace::TraceId;
+use crate::protocols::AppState;
 
 /// The `Idempotency-Key` header of the HTTP request, handed to mutations.
 #[derive(Debug, Clone, Default)]
@@ -33,39 +31,10 @@ pub struct IdempotencyHeader(pub Option<String>);
 /// The largest `first`/`last`.
 const MAX_PAGE: i32 = 100;
 
-/// An error from the one table, as a GraphQL error: `extensions.code` is the table's GraphQL
-/// code, with the problem `type`, the HTTP `status` REST would give, field `errors` and the
-/// request's `trace_id`.
+/// An error from the one table, as a GraphQL error (the table's GraphQL rendering, with the
+/// request's trace id).
 pub fn gql_error(ctx: &Context<'_>, error: impl Into<ApiError>) -> async_graphql::Error {
-    let error: ApiError = error.into();
-    let trace_id = ctx.data_opt::<TraceId>().map(|t| t.to_string());
-    async_graphql::Error::new(error.detail.clone()).extend_with(|_, ext| {
-        ext.set("code", error.kind.graphql);
-        ext.set("type", error.kind.type_uri());
-        ext.set("status", error.kind.status.as_u16());
-        if let Some(trace_id) = &trace_id {
-            ext.set("trace_id", trace_id.as_str());
-        }
-        if let Some(delay) = error.retry_after {
-            ext.set("retry_after", crate::gateway::error::whole_seconds(delay));
-        }
-        if !error.violations.is_empty() {
-            let list: Vec<async_graphql::Value> = error
-                .violations
-                .iter()
-                .map(|v| {
-                    let mut map = async_graphql::indexmap::IndexMap::new();
-                    map.insert(async_graphql::Name::new("field"), v.field.clone().into());
-                    map.insert(
-                        async_graphql::Name::new("message"),
-                        v.message.clone().into(),
-                    );
-                    async_graphql::Value::Object(map)
-                })
-                .collect();
-            ext.set("errors", list);
-        }
-    })
+    crate::gateway::error::graphql::to_graphql(&error.into(), ctx.data_opt::<TraceId>())
 }
 
 /// A nullable field that failed: the field is null in `data` and the error is listed beside it
@@ -82,8 +51,8 @@ fn nullable<T>(ctx: &Context<'_>, result: Result<T, impl Into<ApiError>>) -> Opt
     }
 }
 
-fn app<'a>(ctx: &Context<'a>) -> &'a App {
-    ctx.data_unchecked::<App>()
+fn app<'a>(ctx: &Context<'a>) -> &'a AppState {
+    ctx.data_unchecked::<AppState>()
 }
 
 /// The caller. The HTTP handler and the WebSocket's `connection_init` put it in the request

@@ -7,9 +7,9 @@ use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, Union};
 
 use super::loaders::{CustomerLoader, ProductLoader};
-use crate::app::App;
 use crate::domain::events::{Change, Event};
 use crate::domain::model::{Customer, Item, Order, OrderStatus, Product};
+use crate::protocols::AppState;
 use crate::wire::timestamp;
 
 /// Where an order is in its life cycle.
@@ -72,7 +72,7 @@ impl OrderGql {
             Some(loader) => loader.load_one(id).await?,
             None => {
                 let who = super::query::who(ctx).map_err(|e| super::query::gql_error(ctx, e))?;
-                ctx.data::<App>()?.core.customer(who, id).ok()
+                ctx.data::<AppState>()?.core.customer(who, id).ok()
             }
         }
         .map(CustomerGql))
@@ -142,7 +142,7 @@ impl ItemGql {
         let id = self.0.product_id;
         Ok(match ctx.data_opt::<DataLoader<ProductLoader>>() {
             Some(loader) => loader.load_one(id).await?,
-            None => ctx.data::<App>()?.core.product(id).ok(),
+            None => ctx.data::<AppState>()?.core.product(id).ok(),
         }
         .map(ProductGql))
     }
@@ -268,7 +268,7 @@ impl OrderConnection {
         Ok(match &self.filter {
             Some(filter) => {
                 let who = super::query::who(ctx).map_err(|e| super::query::gql_error(ctx, e))?;
-                ctx.data::<App>()?.core.count_orders(who, filter)
+                ctx.data::<AppState>()?.core.count_orders(who, filter)
             }
             None => 0,
         })

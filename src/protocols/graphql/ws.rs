@@ -9,6 +9,7 @@
 //! says. Every message counts against the caller's rate limit; one over it closes with 4429. async-graphql runs the protocol itself; this file only feeds it the socket and
 //! translates its closes.
 
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -18,19 +19,18 @@ use async_graphql::http::{
     ALL_WEBSOCKET_PROTOCOLS, WebSocket as GqlWebSocket, WebSocketProtocols, WsMessage,
 };
 use axum::Extension;
-use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt, future};
 use http::HeaderMap;
 use http::header::SEC_WEBSOCKET_PROTOCOL;
 
 use super::{GraphqlState, PolyportSchema};
-use crate::app::App;
 use crate::domain::Principal;
 use crate::gateway::ApiError;
-use crate::gateway::ratelimit::Policy;
 use crate::gateway::trace::TraceId;
+use crate::protocols::AppState;
 use crate::protocols::push::ws::close_reason;
 
 /// Close code: no valid credentials.
@@ -48,9 +48,11 @@ pub(super) async fn upgrade(
     State(state): State<GraphqlState>,
     Extension(trace_id): Extension<TraceId>,
     who: Option<Extension<Principal>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
     let protocol = headers
         .get(SEC_WEBSOCKET_PROTOCOL)
         .and_then(|v| v.to_str().ok())
@@ -71,25 +73,35 @@ pub(super) async fn upgrade(
         .max_message_size(max)
         .max_frame_size(max)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| serve(state.app, state.schema, protocol, who, trace_id, socket))
+        .on_upgrade(move |socket| {
+            serve(
+                state.app,
+                state.schema,
+                protocol,
+                (who, peer),
+                trace_id,
+                socket,
+            )
+        })
         .into_response())
 }
 
 async fn serve(
-    app: App,
+    app: AppState,
     schema: PolyportSchema,
     protocol: WebSocketProtocols,
-    who: Option<Principal>,
+    (who, peer): (Option<Principal>, Option<IpAddr>),
     trace_id: TraceId,
     socket: WebSocket,
 ) {
     let (mut sink, stream) = socket.split();
-    // The caller's name once known (at the upgrade, or after connection_init), for the rate
-    // limiter: every message counts against the caller's quota, as a request would. A message
-    // over it ends the input, and the connection closes with 4429.
-    let caller: Arc<OnceLock<Arc<str>>> = Arc::default();
+    // The caller once known (at the upgrade, or after connection_init), for the rate limiter:
+    // every message counts against the caller's quota, as a request would (the gate's keying:
+    // the principal, or the address with authentication off). A message over it ends the
+    // input, and the connection closes with 4429.
+    let caller: Arc<OnceLock<Principal>> = Arc::default();
     if let Some(who) = &who {
-        let _ = caller.set(Arc::clone(&who.name));
+        let _ = caller.set(who.clone());
     }
     let limited = Arc::new(AtomicBool::new(false));
     let input = stream
@@ -102,15 +114,15 @@ async fn serve(
             })
         })
         .take_while({
-            let (caller, limited, limiter) = (
+            let (caller, limited, gate) = (
                 Arc::clone(&caller),
                 Arc::clone(&limited),
-                Arc::clone(&app.limiter),
+                Arc::clone(&app.gate),
             );
             move |_| {
                 let over = caller
                     .get()
-                    .is_some_and(|name| !limiter.check(Policy::Caller, name).allowed);
+                    .is_some_and(|who| !gate.charge(Some(who), peer).allowed);
                 if over {
                     limited.store(true, Ordering::Relaxed);
                 }
@@ -124,7 +136,7 @@ async fn serve(
     let on_init = {
         let (initialised, refused) = (Arc::clone(&initialised), Arc::clone(&refused));
         let caller = Arc::clone(&caller);
-        let auth = Arc::clone(&app.auth);
+        let auth = Arc::clone(&app.gate.auth);
         move |payload: serde_json::Value| async move {
             let who = match who {
                 Some(who) => Ok(who),
@@ -140,7 +152,7 @@ async fn serve(
             match who {
                 Ok(who) => {
                     initialised.store(true, Ordering::Relaxed);
-                    let _ = caller.set(Arc::clone(&who.name));
+                    let _ = caller.set(who.clone());
                     let mut data = Data::default();
                     data.insert(who);
                     Ok(data)

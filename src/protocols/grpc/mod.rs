@@ -10,7 +10,6 @@ pub mod convert;
 pub mod deadline;
 pub mod pb;
 pub mod service;
-pub mod status;
 pub mod watch;
 
 use axum::Router;
@@ -20,7 +19,8 @@ use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::HealthService;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::app::App;
+use crate::gateway::error::grpc::{EXPOSED_HEADERS, fix_codec_errors};
+use crate::protocols::AppState;
 use pb::orders_server::OrdersServer;
 
 /// The name of the health-checked service.
@@ -28,17 +28,6 @@ pub const SERVICE_NAME: &str = "polyport.orders.v1.Orders";
 
 /// CORS for gRPC-Web: the request headers gRPC-Web clients send and the response headers they
 /// must be allowed to read.
-/// The response headers a gRPC-Web page on another origin may read.
-pub const EXPOSED_HEADERS: &[&str] = &[
-    "grpc-status",
-    "grpc-message",
-    "grpc-status-details-bin",
-    "x-trace-id",
-    "retry-after",
-    "ratelimit",
-    "ratelimit-policy",
-];
-
 fn cors() -> CorsLayer {
     let headers = |names: &[&'static str]| {
         names
@@ -63,7 +52,7 @@ fn cors() -> CorsLayer {
 }
 
 /// The gRPC routes: the orders service, reflection, health.
-pub fn routes(app: &App) -> Router {
+pub fn routes(app: &AppState) -> Router {
     let limit = app.config.grpc.max_message_bytes;
     let orders = OrdersServer::new(service::OrdersService::new(app.clone()))
         .max_decoding_message_size(limit)
@@ -91,5 +80,5 @@ pub fn routes(app: &App) -> Router {
         // Any origin, no cookies: credentials travel in headers, which CORS lists explicitly.
         .layer(cors())
         // tonic's codec names bad input INTERNAL / OUT_OF_RANGE; the table says otherwise.
-        .layer(middleware::from_fn(status::fix_codec_errors))
+        .layer(middleware::from_fn(fix_codec_errors))
 }

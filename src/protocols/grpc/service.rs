@@ -10,10 +10,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status, Streaming};
 
-use super::{convert, deadline, pb, status, watch};
-use crate::app::App;
+use super::{convert, deadline, pb, watch};
 use crate::domain::core::{ORDER_SORT_FIELDS, customer_ref};
 use crate::domain::model::{CustomerId, OrderId, ProductId};
 use crate::domain::pagination::{Limit, PageRequest, Position, SortSpec};
@@ -21,9 +20,12 @@ use crate::domain::{
     DomainError, Expect, FieldViolation, NewItem, NewOrder, OrderChanges, OrderFilter, Principal,
 };
 use crate::gateway::ApiError;
+use crate::gateway::error::grpc as status;
+use crate::gateway::error::kind;
 use crate::gateway::idempotency::Outcome;
-use crate::gateway::ratelimit::Policy;
 use crate::gateway::trace::TraceId;
+use crate::protocols::AppState;
+use crate::protocols::state::StreamGuard;
 
 /// Messages a stream may have queued for a slow reader before its producer waits.
 const STREAM_BUFFER: usize = 16;
@@ -33,17 +35,17 @@ pub const MAX_BULK_STREAM: usize = 1_000;
 /// The service, over the shared application state.
 #[derive(Clone)]
 pub struct OrdersService {
-    app: App,
+    app: AppState,
 }
 
 impl OrdersService {
     /// Takes a stream place (`push.max_streams` covers every protocol's streams).
-    fn admit(&self, cx: &CallContext) -> Result<crate::app::StreamGuard, Status> {
+    fn admit(&self, cx: &CallContext) -> Result<StreamGuard, Status> {
         crate::protocols::push::admit(&self.app).map_err(|e| cx.fail(e))
     }
 
     /// A service over `app`.
-    pub fn new(app: App) -> Self {
+    pub fn new(app: AppState) -> Self {
         Self { app }
     }
 }
@@ -55,6 +57,8 @@ struct CallContext {
     trace_id: Option<TraceId>,
     deadline: Option<Instant>,
     idempotency_key: Option<String>,
+    /// The client's address: the rate limiter's key when authentication is off.
+    peer: Option<std::net::IpAddr>,
 }
 
 impl CallContext {
@@ -69,12 +73,17 @@ impl CallContext {
                 .metadata()
                 .get("idempotency-key")
                 .map(|v| v.to_str().unwrap_or_default().to_owned()),
+            peer: request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
             trace_id,
         };
         if context.deadline.is_some_and(|at| at <= Instant::now()) {
-            return Err(Status::deadline_exceeded(
+            return Err(context.fail(ApiError::new(
+                &kind::DEADLINE_EXCEEDED,
                 "the deadline passed before the call started",
-            ));
+            )));
         }
         Ok(context)
     }
@@ -109,7 +118,7 @@ fn order_id(raw: &str, field: &str) -> Result<OrderId, ApiError> {
 /// An error as a message, for bulk summaries and sessions.
 fn error_message(error: &ApiError) -> pb::Error {
     pb::Error {
-        code: error.kind.grpc.name().to_owned(),
+        code: crate::gateway::error::grpc_code_name(error.kind.grpc),
         message: error.detail.clone(),
         r#type: error.kind.type_uri(),
         field_violations: error
@@ -477,7 +486,7 @@ impl pb::orders_server::Orders for OrdersService {
                     }
                 }
             };
-            run_until_deadline(&app, produce, cx.deadline, &tx).await;
+            run_until_deadline(&app, produce, &cx, &tx).await;
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -512,7 +521,7 @@ impl pb::orders_server::Orders for OrdersService {
                         .is_ok()
                 }
             });
-            run_until_deadline(&app, follow, cx.deadline, &tx).await;
+            run_until_deadline(&app, follow, &cx, &tx).await;
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -556,7 +565,10 @@ impl pb::orders_server::Orders for OrdersService {
         tokio::select! {
             read = read_all => read?,
             () = deadline::passed(cx.deadline) => {
-                return Err(Status::deadline_exceeded("the deadline passed while reading the stream"));
+                return Err(cx.fail(ApiError::new(
+                    &kind::DEADLINE_EXCEEDED,
+                    "the deadline passed while reading the stream",
+                )));
             }
         }
         Ok(cx.reply(summary, false))
@@ -595,14 +607,12 @@ impl pb::orders_server::Orders for OrdersService {
                         }
                     };
                     if cx.who.expired() {
-                        let expired = ApiError::new(
-                            &crate::gateway::error::kind::UNAUTHENTICATED,
-                            "the access token expired",
-                        );
+                        let expired =
+                            ApiError::new(&kind::UNAUTHENTICATED, "the access token expired");
                         let _ = tx.send(Err(cx.fail(expired))).await;
                         return;
                     }
-                    let decision = service.app.limiter.check(Policy::Caller, &cx.who.name);
+                    let decision = service.app.gate.charge(Some(&cx.who), cx.peer);
                     if !decision.allowed {
                         let error = crate::gateway::gate::rate_limited(&decision);
                         if limited {
@@ -629,7 +639,7 @@ impl pb::orders_server::Orders for OrdersService {
                     tx.closed().await;
                 }
             };
-            run_until_deadline(&service.app, session, cx.deadline, &tx).await;
+            run_until_deadline(&service.app, session, &cx, &tx).await;
             if let Some(watcher) = watcher {
                 watcher.abort();
             }
@@ -703,9 +713,9 @@ impl OrdersService {
 /// resuming after the last seq seen). Dropping the producer stops its work: nothing continues
 /// for a call nobody waits for.
 async fn run_until_deadline<T>(
-    app: &App,
+    app: &AppState,
     produce: impl std::future::Future<Output = ()>,
-    deadline: Option<Instant>,
+    cx: &CallContext,
     tx: &mpsc::Sender<Result<T, Status>>,
 ) {
     let produce = pin!(produce);
@@ -714,11 +724,13 @@ async fn run_until_deadline<T>(
     tokio::select! {
         () = produce => {}
         () = tx.closed() => {}
-        () = deadline::passed(deadline) => {
-            let _ = tx.try_send(Err(Status::new(Code::DeadlineExceeded, "the call's deadline passed")));
+        () = deadline::passed(cx.deadline) => {
+            let passed = ApiError::new(&kind::DEADLINE_EXCEEDED, "the call's deadline passed");
+            let _ = tx.try_send(Err(cx.fail(passed)));
         }
         () = app.drained() => {
-            let _ = tx.try_send(Err(Status::unavailable("the server is shutting down; reconnect")));
+            let draining = ApiError::new(&kind::UNAVAILABLE, "the server is shutting down; reconnect");
+            let _ = tx.try_send(Err(cx.fail(draining)));
         }
     }
 }

@@ -4,10 +4,10 @@
 use std::future::Future;
 
 use super::{convert, pb};
-use crate::app::App;
 use crate::domain::Principal;
 use crate::domain::feed::{self, EventFilter, FeedItem};
 use crate::gateway::ApiError;
+use crate::protocols::AppState;
 
 /// Parses a WatchOrders request's filters.
 pub fn filter(request: &pb::WatchOrdersRequest) -> Result<EventFilter, ApiError> {
@@ -31,7 +31,7 @@ pub enum Item {
 /// Follows the log for `who` after `after_seq` (`None`: from now), handing matching events to `send`
 /// until `send` reports the client gone (returns false).
 pub async fn follow<F, Fut>(
-    app: &App,
+    app: &AppState,
     who: &Principal,
     after_seq: Option<u64>,
     filter: &EventFilter,

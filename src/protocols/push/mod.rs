@@ -20,16 +20,16 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::app::{App, StreamGuard};
 use crate::domain::events::Event;
 use crate::domain::feed::EventFilter;
 use crate::domain::{DomainError, FieldViolation};
 use crate::gateway::ApiError;
 use crate::gateway::error::kind;
+use crate::protocols::state::{AppState, StreamGuard};
 use crate::wire::event_json;
 
 /// The push routes, to be nested under `/v1`.
-pub fn routes() -> Router<App> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/events", get(sse::all_events))
         .route("/orders/{id}/events", get(sse::order_events))
@@ -97,7 +97,7 @@ pub fn missed_json(requested_after: u64, resumed_after: u64) -> Value {
 
 /// Takes a place for a new stream, or refuses it when the configured maximum is reached (503,
 /// retry later). The stream holds the guard for as long as it runs.
-pub fn admit(app: &App) -> Result<StreamGuard, ApiError> {
+pub fn admit(app: &AppState) -> Result<StreamGuard, ApiError> {
     app.streams
         .try_enter(app.config.push.max_streams)
         .ok_or_else(|| {

@@ -19,15 +19,15 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{admit, filter, missed_json, query_params, seq};
-use crate::app::App;
 use crate::domain::FieldViolation;
 use crate::gateway::ApiError;
 use crate::gateway::auth::Caller;
+use crate::protocols::AppState;
 use crate::wire::event_json;
 
 /// `GET /v1/events/poll`
 pub async fn poll(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Caller(who): Caller,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {

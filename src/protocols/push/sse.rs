@@ -20,20 +20,20 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{admit, filter, missed_json, query_params, seq};
-use crate::app::App;
 use crate::domain::Principal;
 use crate::domain::feed::{self, FeedItem};
 use crate::domain::model::OrderId;
 use crate::gateway::ApiError;
 use crate::gateway::auth::Caller;
 use crate::gateway::error::kind;
+use crate::protocols::AppState;
 
 /// Frames queued for a slow reader before the follower waits for it.
 const BUFFER: usize = 64;
 
 /// `GET /v1/events`
 pub async fn all_events(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Caller(who): Caller,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
@@ -46,7 +46,7 @@ pub async fn all_events(
 
 /// `GET /v1/orders/{id}/events`: 404 unless the order exists.
 pub async fn order_events(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -63,7 +63,7 @@ pub async fn order_events(
 }
 
 fn stream(
-    app: App,
+    app: AppState,
     who: Principal,
     headers: &HeaderMap,
     query_last_id: Option<&String>,

@@ -45,10 +45,11 @@
 //! `error` message and the connection stays open.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::Extension;
-use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -58,16 +59,16 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{admit, missed_json};
-use crate::app::{App, StreamGuard};
 use crate::domain::feed::{self, EventFilter, FeedItem};
 use crate::domain::model::OrderId;
 use crate::domain::{FieldViolation, NewOrder, Principal};
 use crate::gateway::ApiError;
+use crate::gateway::error::problem::problem_body;
 use crate::gateway::gate::rate_limited;
-use crate::gateway::ratelimit::Policy;
-use crate::gateway::trace::{TraceId, problem_body};
+use crate::gateway::trace::TraceId;
 use crate::protocols::rest::body::from_value;
 use crate::protocols::rest::v1::dto::NewItemV1;
+use crate::protocols::state::{AppState, StreamGuard};
 use crate::wire::OrderV1;
 use crate::wire::event_json;
 
@@ -84,12 +85,14 @@ pub const MAX_SUBSCRIPTIONS: usize = 32;
 
 /// `GET /v1/ws`: upgrades to a WebSocket session.
 pub async fn upgrade(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Extension(trace_id): Extension<TraceId>,
     who: Option<Extension<Principal>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let who = who.map(|Extension(who)| who);
+    let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
     let streaming = admit(&app)?;
     let push = &app.config.push;
     let max = push.ws_max_message_bytes;
@@ -100,7 +103,7 @@ pub async fn upgrade(
         .write_buffer_size(write_buffer)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| Session::run(app, who, trace_id, streaming, socket)))
+        .on_upgrade(move |socket| Session::run(app, (who, peer), trace_id, streaming, socket)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,9 +159,11 @@ struct FilterV1 {
 }
 
 struct Session {
-    app: App,
+    app: AppState,
     /// The caller; `None` until an `auth` message when the upgrade carried no credentials.
     who: Option<Principal>,
+    /// The client's address: the rate limiter's key when authentication is off.
+    peer: Option<IpAddr>,
     /// Set by a command that ends the session (a failed `auth`): the close code and reason.
     closing: Option<(u16, String)>,
     /// The last message was refused by the rate limiter (the next refusal closes).
@@ -177,8 +182,8 @@ const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Session {
     async fn run(
-        app: App,
-        who: Option<Principal>,
+        app: AppState,
+        (who, peer): (Option<Principal>, Option<IpAddr>),
         trace_id: TraceId,
         streaming: StreamGuard,
         socket: WebSocket,
@@ -220,6 +225,7 @@ impl Session {
         let mut session = Session {
             app,
             who,
+            peer,
             closing: None,
             limited: false,
             trace_id,
@@ -342,7 +348,7 @@ impl Session {
         };
         let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
         if let Some(who) = &self.who {
-            let decision = self.app.limiter.check(Policy::Caller, &who.name);
+            let decision = self.app.gate.charge(Some(who), self.peer);
             if !decision.allowed {
                 if self.limited {
                     self.closing = Some((CLOSE_RATE_LIMITED, "rate limited".into()));
@@ -524,7 +530,7 @@ impl Session {
 
     /// `{"op":"auth"}`: the session's caller from then on, or the end of the session.
     fn authenticate(&mut self, id: Option<String>, token: &str) -> Value {
-        match self.app.auth.verify_secret(token) {
+        match self.app.gate.auth.verify_secret(token) {
             Ok(who) => {
                 let reply = json!({
                     "op": "result",

@@ -4,10 +4,10 @@
 use axum::response::Response;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::app::App;
 use crate::domain::Principal;
 use crate::gateway::ApiError;
 use crate::gateway::idempotency::{Executed, Recorded};
+use crate::protocols::AppState;
 
 /// The request header.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -17,7 +17,7 @@ pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-
 /// Runs `execute` once per `Idempotency-Key` of `who` (or every time when the header is absent).
 /// `operation` and `command` identify the request: the same key with another command is a 422.
 pub fn run(
-    app: &App,
+    app: &AppState,
     who: &Principal,
     headers: &HeaderMap,
     operation: &str,

@@ -18,7 +18,9 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::domain::FieldViolation;
-use crate::domain::pagination::{CursorCodec, Limit, Page, PageRequest, Position, SortSpec};
+use crate::domain::pagination::{
+    CursorCodec, Limit, Page, PageLimits, PageRequest, Position, SortSpec,
+};
 use crate::gateway::ApiError;
 use crate::protocols::rest::{Caching, JsonResponse};
 use axum::response::{IntoResponse, Response};
@@ -35,15 +37,6 @@ pub struct ListSpec {
     pub includes: &'static [&'static str],
     /// Filter parameters accepted.
     pub filters: &'static [&'static str],
-}
-
-/// Page sizes from configuration.
-#[derive(Debug, Clone, Copy)]
-pub struct PageLimits {
-    /// Used when no `?limit=` is given.
-    pub default: usize,
-    /// The largest accepted.
-    pub max: usize,
 }
 
 /// A parsed list request.
@@ -96,13 +89,12 @@ pub fn parse(
         }
     }
 
-    let limit = match seen.remove("limit") {
-        Some(raw) => Limit::parse(&raw, limits.max).unwrap_or_else(|v| {
+    let limit = limits
+        .parse(seen.remove("limit").as_deref(), "limit")
+        .unwrap_or_else(|v| {
             violations.push(v);
             Limit::new(limits.default)
-        }),
-        None => Limit::new(limits.default),
-    };
+        });
     let sort = match seen.remove("sort") {
         Some(raw) => SortSpec::parse(&raw, spec.sortable).unwrap_or_else(|v| {
             violations.push(v);

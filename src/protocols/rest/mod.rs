@@ -18,32 +18,36 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, LOCATION};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
 
-use crate::app::App;
 use crate::gateway::ApiError;
 use crate::gateway::error::kind;
+use crate::gateway::refusal::{Idiom, refuse};
+use crate::gateway::trace::TraceId;
+use crate::protocols::AppState;
 
 /// Every REST route: the versions and the problem-type documents.
-pub fn routes() -> Router<App> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .nest("/v1", v1::routes().merge(super::push::routes()))
         .merge(problems::routes())
 }
 
-/// The fallback for paths no route matches. A gRPC client gets UNIMPLEMENTED in gRPC's own
-/// form (HTTP 200 with `grpc-status`); everyone else a problem+json 404.
-pub async fn route_not_found(OriginalUri(uri): OriginalUri, headers: HeaderMap) -> Response {
-    let grpc = headers
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-    if grpc {
-        return tonic::Status::unimplemented(format!("no method {}", uri.path()))
-            .into_http::<axum::body::Body>();
-    }
-    ApiError::new(
-        &kind::ROUTE_NOT_FOUND,
-        format!("no endpoint at {}; the API lives under /v1", uri.path()),
-    )
-    .into_response()
+/// The fallback for paths no route matches: the table's `route-not-found` row in the caller's
+/// idiom. A gRPC client gets UNIMPLEMENTED in gRPC's own form (HTTP 200 with `grpc-status`,
+/// rich details and the trace id); everyone else a problem+json 404.
+pub async fn route_not_found(
+    OriginalUri(uri): OriginalUri,
+    method: http::Method,
+    trace_id: Option<axum::Extension<TraceId>>,
+    headers: HeaderMap,
+) -> Response {
+    let idiom = Idiom::of(&method, uri.path(), &headers);
+    let detail = match idiom {
+        Idiom::Grpc => format!("no method {}", uri.path()),
+        _ => format!("no endpoint at {}; the API lives under /v1", uri.path()),
+    };
+    let error = ApiError::new(&kind::ROUTE_NOT_FOUND, detail);
+    let trace_id = trace_id.map(|axum::Extension(t)| t);
+    refuse(idiom, &error, trace_id.as_ref(), &headers, HeaderMap::new())
 }
 
 /// How clients and proxies may cache a GET.

@@ -8,12 +8,12 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::{Caching, JsonResponse};
-use crate::app::App;
 use crate::gateway::ApiError;
 use crate::gateway::error::{ProblemKind, kind};
+use crate::protocols::AppState;
 
 /// The problem-type routes.
-pub fn routes() -> Router<App> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/problems", get(list))
         .route("/problems/{slug}", get(one))
@@ -24,7 +24,7 @@ fn describe(k: &ProblemKind) -> Value {
         "type": k.type_uri(),
         "title": k.title,
         "status": k.status.as_u16(),
-        "grpc_code": k.grpc.name(),
+        "grpc_code": crate::gateway::error::grpc_code_name(k.grpc),
         "graphql_code": k.graphql,
         "description": k.description,
     })

@@ -5,10 +5,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::dto::ProductV1;
-use crate::app::App;
 use crate::domain::core::PRODUCT_SORT_FIELDS;
 use crate::domain::model::ProductId;
 use crate::gateway::ApiError;
+use crate::protocols::AppState;
 use crate::protocols::rest::conditional::content_etag;
 use crate::protocols::rest::listing::{self, ListSpec};
 use crate::protocols::rest::{Caching, JsonResponse};
@@ -23,7 +23,7 @@ const PRODUCTS: ListSpec = ListSpec {
 
 /// `GET /v1/products`
 pub async fn list(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let params = listing::parse(query, &PRODUCTS, app.page_limits(), app.core.cursors())?;
@@ -39,7 +39,7 @@ pub async fn list(
 
 /// `GET /v1/products/{id}`
 pub async fn read(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Path(id): Path<String>,
     headers: http::HeaderMap,
 ) -> Result<Response, ApiError> {

@@ -7,13 +7,13 @@ use http::HeaderMap;
 use super::catalog::to_object;
 use super::dto::{CustomerV1, NewCustomerV1};
 use super::orders;
-use crate::app::App;
 use crate::domain::core::CUSTOMER_SORT_FIELDS;
 use crate::domain::model::CustomerId;
 use crate::domain::{DomainError, NewCustomer, OrderFilter};
 use crate::gateway::ApiError;
 use crate::gateway::auth::Caller;
 use crate::gateway::idempotency::Outcome;
+use crate::protocols::AppState;
 use crate::protocols::rest::body::JsonBody;
 use crate::protocols::rest::conditional::content_etag;
 use crate::protocols::rest::idempotent;
@@ -30,7 +30,7 @@ const CUSTOMERS: ListSpec = ListSpec {
 
 /// `GET /v1/customers`
 pub async fn list(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Caller(who): Caller,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
@@ -47,7 +47,7 @@ pub async fn list(
 
 /// `POST /v1/customers` -> 201; a taken email -> 409.
 pub async fn create(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Caller(who): Caller,
     headers: HeaderMap,
     JsonBody(body): JsonBody<NewCustomerV1>,
@@ -72,7 +72,7 @@ pub async fn create(
 
 /// `GET /v1/customers/{id}`
 pub async fn read(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -89,7 +89,7 @@ pub async fn read(
 
 /// `GET /v1/customers/{id}/orders`: the orders list, fixed to one customer.
 pub async fn orders(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
     Query(query): Query<Vec<(String, String)>>,

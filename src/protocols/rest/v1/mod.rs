@@ -30,10 +30,10 @@ pub mod webhooks;
 use axum::Router;
 use axum::routing::get;
 
-use crate::app::App;
+use crate::protocols::AppState;
 
 /// The v1 routes, to be nested under `/v1`.
-pub fn routes() -> Router<App> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/orders", get(orders::list).post(orders::create))
         .route("/orders/bulk", axum::routing::post(orders::bulk))

@@ -12,15 +12,15 @@ use super::dto::{
     BulkV1, CancelV1, CancellationResourceV1, CreateOrderV1, CustomerV1, ItemV1, NewItemV1,
     OrderV1, PatchOrderV1, ReplaceOrderV1,
 };
-use crate::app::App;
 use crate::domain::core::{ITEM_SORT_FIELDS, MAX_BULK_ORDERS, ORDER_SORT_FIELDS};
 use crate::domain::model::{Customer, CustomerId, ItemId, Order, OrderId};
 use crate::domain::{DomainError, FieldViolation, NewItem, NewOrder, OrderFilter, Principal};
 use crate::gateway::ApiError;
 use crate::gateway::auth::Caller;
 use crate::gateway::error::kind;
+use crate::gateway::error::problem::problem_body;
 use crate::gateway::idempotency::Outcome;
-use crate::gateway::trace::problem_body;
+use crate::protocols::AppState;
 use crate::protocols::rest::body::{
     JsonBody, OptionalJsonBody, PatchBody, from_value, json_from, json_object_from,
 };
@@ -82,7 +82,7 @@ fn order_body(order: &Order) -> JsonResponse {
 
 /// `GET /v1/orders`
 pub async fn list(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Caller(who): Caller,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
@@ -91,7 +91,7 @@ pub async fn list(
 
 /// Lists orders for `query`, on top of `filter` (which a path may have fixed).
 pub fn list_filtered(
-    app: &App,
+    app: &AppState,
     who: &Principal,
     query: Vec<(String, String)>,
     spec: &ListSpec,
@@ -129,7 +129,7 @@ pub fn list_filtered(
 
 /// One order in a list: items only with `include=items`, the customer with `include=customer`.
 fn order_row(
-    app: &App,
+    app: &AppState,
     who: &Principal,
     order: &Order,
     params: &ListParams,
@@ -155,7 +155,7 @@ fn order_row(
 
 /// `POST /v1/orders` -> 201 + Location; honours `Idempotency-Key`.
 pub async fn create(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Caller(who): Caller,
     headers: HeaderMap,
     JsonBody(body): JsonBody<CreateOrderV1>,
@@ -176,7 +176,7 @@ pub async fn create(
 
 /// `POST /v1/orders/bulk` -> 200 with one result per order; a bad element fails alone.
 pub async fn bulk(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Caller(who): Caller,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
@@ -242,7 +242,7 @@ pub async fn bulk(
 
 /// `GET /v1/orders/{id}` with `ETag`; `If-None-Match` -> 304.
 pub async fn read(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -253,7 +253,7 @@ pub async fn read(
 
 /// `PUT /v1/orders/{id}`: replaces customer, status and items; `If-Match` -> 412 on mismatch.
 pub async fn replace(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -272,7 +272,7 @@ pub async fn replace(
 
 /// `PATCH /v1/orders/{id}` (merge patch); `If-Match`, `Idempotency-Key`.
 pub async fn modify(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -295,7 +295,7 @@ pub async fn modify(
 
 /// `DELETE /v1/orders/{id}` -> 204; `If-Match`.
 pub async fn remove(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -309,7 +309,7 @@ pub async fn remove(
 
 /// `GET /v1/orders/{id}/items`
 pub async fn list_items(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
@@ -328,7 +328,7 @@ pub async fn list_items(
 
 /// `POST /v1/orders/{id}/items` -> 201 + Location; `If-Match`, `Idempotency-Key`.
 pub async fn add_item(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -365,7 +365,7 @@ pub async fn add_item(
 
 /// `GET /v1/orders/{id}/items/{item_id}`
 pub async fn read_item(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Caller(who): Caller,
     Path((id, item_id)): Path<(String, String)>,
     headers: HeaderMap,
@@ -386,7 +386,7 @@ pub async fn read_item(
 
 /// `POST /v1/orders/{id}/cancellations` `{"reason"?}` -> 201; 409 once shipped.
 pub async fn cancel(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -418,7 +418,7 @@ pub async fn cancel(
 
 /// `GET /v1/orders/{id}/cancellation`: 404 unless the order is cancelled.
 pub async fn read_cancellation(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {

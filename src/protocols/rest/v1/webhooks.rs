@@ -9,10 +9,10 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::dto::timestamp;
-use crate::app::App;
 use crate::domain::Action;
 use crate::gateway::ApiError;
 use crate::gateway::auth::Caller;
+use crate::protocols::AppState;
 use crate::protocols::rest::body::{JsonBody, PatchBody};
 use crate::protocols::rest::{Caching, JsonResponse};
 use crate::webhooks::{
@@ -103,7 +103,7 @@ fn list(data: Vec<Value>) -> Response {
 
 /// `POST /v1/webhook-endpoints` -> 201 with the secret (shown this once).
 pub async fn create_endpoint(
-    State(app): State<App>,
+    State(app): State<AppState>,
     _: WebhookAdmin,
     JsonBody(body): JsonBody<NewEndpointV1>,
 ) -> Result<Response, ApiError> {
@@ -120,13 +120,13 @@ pub async fn create_endpoint(
 }
 
 /// `GET /v1/webhook-endpoints`
-pub async fn list_endpoints(State(app): State<App>, _: WebhookAdmin) -> Response {
+pub async fn list_endpoints(State(app): State<AppState>, _: WebhookAdmin) -> Response {
     list(app.webhooks.endpoints().iter().map(endpoint_json).collect())
 }
 
 /// `GET /v1/webhook-endpoints/{id}`
 pub async fn read_endpoint(
-    State(app): State<App>,
+    State(app): State<AppState>,
     _: WebhookAdmin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -138,7 +138,7 @@ pub async fn read_endpoint(
 
 /// `PATCH /v1/webhook-endpoints/{id}`; `{"status":"enabled"}` re-enables a disabled endpoint.
 pub async fn update_endpoint(
-    State(app): State<App>,
+    State(app): State<AppState>,
     _: WebhookAdmin,
     Path(id): Path<String>,
     PatchBody(body): PatchBody<EndpointPatchV1>,
@@ -155,7 +155,7 @@ pub async fn update_endpoint(
 
 /// `DELETE /v1/webhook-endpoints/{id}` -> 204
 pub async fn delete_endpoint(
-    State(app): State<App>,
+    State(app): State<AppState>,
     _: WebhookAdmin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -166,7 +166,7 @@ pub async fn delete_endpoint(
 /// `POST /v1/webhook-endpoints/{id}/rotate-secret` -> the new secret; the old one keeps signing
 /// until `previous_secret_expires_at`.
 pub async fn rotate_secret(
-    State(app): State<App>,
+    State(app): State<AppState>,
     _: WebhookAdmin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -179,7 +179,7 @@ pub async fn rotate_secret(
 
 /// `POST /v1/webhook-endpoints/{id}/test` -> 202 with the queued ping delivery.
 pub async fn test_endpoint(
-    State(app): State<App>,
+    State(app): State<AppState>,
     _: WebhookAdmin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -196,7 +196,7 @@ pub async fn test_endpoint(
 
 /// `GET /v1/webhook-endpoints/{id}/deliveries`, newest first.
 pub async fn list_deliveries(
-    State(app): State<App>,
+    State(app): State<AppState>,
     _: WebhookAdmin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -211,7 +211,7 @@ pub async fn list_deliveries(
 
 /// `GET /v1/webhook-deliveries/{id}`
 pub async fn read_delivery(
-    State(app): State<App>,
+    State(app): State<AppState>,
     _: WebhookAdmin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -223,7 +223,7 @@ pub async fn read_delivery(
 
 /// `POST /v1/webhook-deliveries/{id}/retry` -> 202
 pub async fn retry_delivery(
-    State(app): State<App>,
+    State(app): State<AppState>,
     _: WebhookAdmin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -234,7 +234,7 @@ pub async fn retry_delivery(
 /// `POST /v1/webhooks/inbound/{source}`: 202 for a new message (processed afterwards), 200 for
 /// a duplicate; 401 unsigned or badly signed, 400 stale timestamp, 404 unknown source.
 pub async fn receive(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Path(source): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -270,7 +270,7 @@ pub async fn receive(
 }
 
 /// `GET /v1/webhooks/inbound`: what was received, newest first, with its processing state.
-pub async fn list_inbound(State(app): State<App>, _: WebhookAdmin) -> Response {
+pub async fn list_inbound(State(app): State<AppState>, _: WebhookAdmin) -> Response {
     list(
         app.webhooks
             .inbound()

@@ -1,4 +1,5 @@
-//! gRPC statuses from the one error table, with rich details and the trace id.
+//! The table's gRPC rendering: a `tonic::Status` with rich details and the trace id, for the
+//! adapter's own errors and for the gate's refusals alike.
 //!
 //! A validation failure carries `google.rpc.BadRequest` with one field violation per bad field;
 //! every error carries `google.rpc.ErrorInfo` (reason = the problem slug shared with REST, e.g.
@@ -10,16 +11,26 @@ use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::gateway::ApiError;
-use crate::gateway::error::kind;
+use super::{ApiError, kind};
 use crate::gateway::trace::TraceId;
 
 /// The metadata key carrying the trace id.
 pub const TRACE_ID: &str = "x-trace-id";
 
+/// The response headers a gRPC-Web page on another origin may read.
+pub const EXPOSED_HEADERS: &[&str] = &[
+    "grpc-status",
+    "grpc-message",
+    "grpc-status-details-bin",
+    "x-trace-id",
+    "retry-after",
+    "ratelimit",
+    "ratelimit-policy",
+];
+
 /// The status for `error`.
 pub fn from_api(error: &ApiError, trace_id: Option<&TraceId>) -> Status {
-    let code = Code::from_i32(error.kind.grpc as i32);
+    let code = error.kind.grpc;
     let mut details = ErrorDetails::new();
     if !error.violations.is_empty() {
         details.set_bad_request(
@@ -46,7 +57,7 @@ pub fn from_api(error: &ApiError, trace_id: Option<&TraceId>) -> Status {
     }
     if let Some(delay) = error.retry_after {
         // Whole seconds, as HTTP's Retry-After; RetryInfo above has the exact delay.
-        let seconds = crate::gateway::error::whole_seconds(delay);
+        let seconds = super::whole_seconds(delay);
         status
             .metadata_mut()
             .insert("retry-after", MetadataValue::from(seconds));
@@ -78,23 +89,13 @@ pub async fn fix_codec_errors(
 ) -> axum::response::Response {
     let trace_id = request.extensions().get::<TraceId>().cloned();
     let mut response = next.run(request).await;
-    let headers = response.headers();
-    let Some(code) = headers
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i32>().ok())
-    else {
+    // tonic reads its own trailers-only status back (and percent-decodes the message).
+    let Some(status) = Status::from_header_map(response.headers()) else {
         return response;
     };
-    let message = headers
-        .get("grpc-message")
-        .and_then(|v| percent_decode(v.as_bytes()))
-        .unwrap_or_default();
-    let fixed = from_codec(
-        Status::new(Code::from_i32(code), message),
-        trace_id.as_ref(),
-    );
-    if fixed.code() as i32 != code {
+    let code = status.code();
+    let fixed = from_codec(status, trace_id.as_ref());
+    if fixed.code() != code {
         let (parts, _) = fixed.into_http::<axum::body::Body>().into_parts();
         for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
             match parts.headers.get(name) {
@@ -104,21 +105,4 @@ pub async fn fix_codec_errors(
         }
     }
     response
-}
-
-/// Decodes a percent-encoded `grpc-message`.
-fn percent_decode(bytes: &[u8]) -> Option<String> {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }

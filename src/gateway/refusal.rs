@@ -1,5 +1,6 @@
 //! How each protocol says "no" before its adapter runs: the shared layers (authentication,
-//! rate limiting) refuse requests here, in the idiom of the protocol that asked.
+//! rate limiting) refuse requests here, in the idiom of the protocol that asked, through the
+//! same renderings of the error table the adapters use (`error::{problem, grpc, graphql}`).
 //!
 //! - gRPC (and gRPC-Web): HTTP 200 with a trailers-only status (`grpc-status`, `grpc-message`,
 //!   rich details), because gRPC clients read the status, not the HTTP code.
@@ -17,6 +18,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::json;
 
 use crate::gateway::ApiError;
+use crate::gateway::error::{graphql, grpc};
 use crate::gateway::trace::TraceId;
 
 /// The protocol a request speaks, as far as refusing it goes.
@@ -57,7 +59,7 @@ pub fn refuse(
 ) -> Response {
     let mut response = match idiom {
         Idiom::Grpc => {
-            let status = crate::protocols::grpc::status::from_api(error, trace_id);
+            let status = grpc::from_api(error, trace_id);
             let mut response: Response = status.into_http::<Body>();
             if let Some(content_type) = request_headers.get(CONTENT_TYPE) {
                 // gRPC-Web clients expect their own content type back.
@@ -73,27 +75,14 @@ pub fn refuse(
                     http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
                     HeaderValue::from_static("*"),
                 );
-                if let Ok(exposed) =
-                    HeaderValue::from_str(&crate::protocols::grpc::EXPOSED_HEADERS.join(", "))
-                {
+                if let Ok(exposed) = HeaderValue::from_str(&grpc::EXPOSED_HEADERS.join(", ")) {
                     headers.insert(http::header::ACCESS_CONTROL_EXPOSE_HEADERS, exposed);
                 }
             }
             response
         }
         Idiom::Graphql => {
-            let mut extensions = json!({
-                "code": error.kind.graphql,
-                "type": error.kind.type_uri(),
-                "status": error.kind.status.as_u16(),
-            });
-            if let Some(trace_id) = trace_id {
-                extensions["trace_id"] = json!(trace_id.as_str());
-            }
-            if let Some(delay) = error.retry_after {
-                extensions["retry_after"] = json!(crate::gateway::error::whole_seconds(delay));
-            }
-            let body = json!({ "errors": [{ "message": error.detail, "extensions": extensions }] });
+            let body = json!({ "errors": [graphql::request_error(error, trace_id)] });
             let mut response = Response::new(Body::from(body.to_string()));
             *response.status_mut() = error.kind.status;
             response

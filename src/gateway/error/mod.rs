@@ -8,54 +8,25 @@
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
+use tonic::Code;
 
 use crate::domain::{DomainError, FieldViolation};
 
-/// The gRPC status codes the table uses (the numbering is the gRPC specification's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(i32)]
-pub enum GrpcCode {
-    /// The client sent something invalid.
-    InvalidArgument = 3,
-    /// The named entity does not exist.
-    NotFound = 5,
-    /// The entity to create already exists.
-    AlreadyExists = 6,
-    /// A quota or size limit was hit.
-    ResourceExhausted = 8,
-    /// The system is not in a state that allows the operation.
-    FailedPrecondition = 9,
-    /// No valid credentials (or signature).
-    Unauthenticated = 16,
-    /// Authenticated, but not allowed.
-    PermissionDenied = 7,
-    /// A concurrency conflict; the client may retry after re-reading.
-    Aborted = 10,
-    /// The method does not exist.
-    Unimplemented = 12,
-    /// A bug.
-    Internal = 13,
-    /// Temporarily unavailable; retrying later may work.
-    Unavailable = 14,
-}
+pub mod graphql;
+pub mod grpc;
+pub mod problem;
 
-impl GrpcCode {
-    /// The canonical upper-case name, as grpcurl prints it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::InvalidArgument => "INVALID_ARGUMENT",
-            Self::NotFound => "NOT_FOUND",
-            Self::AlreadyExists => "ALREADY_EXISTS",
-            Self::ResourceExhausted => "RESOURCE_EXHAUSTED",
-            Self::FailedPrecondition => "FAILED_PRECONDITION",
-            Self::Unauthenticated => "UNAUTHENTICATED",
-            Self::PermissionDenied => "PERMISSION_DENIED",
-            Self::Aborted => "ABORTED",
-            Self::Unimplemented => "UNIMPLEMENTED",
-            Self::Internal => "INTERNAL",
-            Self::Unavailable => "UNAVAILABLE",
+/// The canonical upper-case name of a gRPC code (`INVALID_ARGUMENT`), as grpcurl prints it
+/// and `/problems` lists it: tonic's variant name in the specification's spelling.
+pub fn grpc_code_name(code: Code) -> String {
+    let mut name = String::new();
+    for (i, c) in format!("{code:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
         }
+        name.push(c.to_ascii_uppercase());
     }
+    name
 }
 
 /// One row of the table.
@@ -68,7 +39,7 @@ pub struct ProblemKind {
     /// The HTTP status.
     pub status: StatusCode,
     /// The gRPC status code.
-    pub grpc: GrpcCode,
+    pub grpc: Code,
     /// The GraphQL `extensions.code`.
     pub graphql: &'static str,
     /// When it happens and what the client should do.
@@ -90,7 +61,7 @@ macro_rules! kinds {
                 slug: $slug,
                 title: $title,
                 status: StatusCode::$status,
-                grpc: GrpcCode::$grpc,
+                grpc: Code::$grpc,
                 graphql: $graphql,
                 description: $description,
             };
@@ -102,7 +73,7 @@ macro_rules! kinds {
 
 /// The rows of the table.
 pub mod kind {
-    use super::{GrpcCode, ProblemKind, StatusCode};
+    use super::{Code, ProblemKind, StatusCode};
 
     kinds! {
         VALIDATION = "validation", BAD_REQUEST, InvalidArgument, "BAD_USER_INPUT",
@@ -159,6 +130,9 @@ pub mod kind {
         INTERNAL = "internal", INTERNAL_SERVER_ERROR, Internal, "INTERNAL_SERVER_ERROR",
             "Internal server error",
             "A bug on our side. The trace id identifies the request in the server's logs.";
+        DEADLINE_EXCEEDED = "deadline-exceeded", GATEWAY_TIMEOUT, DeadlineExceeded, "DEADLINE_EXCEEDED",
+            "Deadline exceeded",
+            "The call's deadline (gRPC grpc-timeout) passed before it finished. Retry with a longer deadline; a write may or may not have been made, so retry it with its idempotency key.";
         UNAVAILABLE = "unavailable", SERVICE_UNAVAILABLE, Unavailable, "SERVICE_UNAVAILABLE",
             "Service unavailable",
             "The server is starting or shutting down. Retry against another instance or later.";
@@ -278,7 +252,7 @@ mod tests {
     fn a_bare_429_is_the_rate_limited_row_on_every_protocol() {
         let api = ApiError::for_status(StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(api.kind.slug, "rate-limited");
-        assert_eq!(api.kind.grpc.name(), "RESOURCE_EXHAUSTED");
+        assert_eq!(grpc_code_name(api.kind.grpc), "RESOURCE_EXHAUSTED");
         assert_eq!(api.kind.graphql, "RATE_LIMITED");
     }
 
@@ -334,7 +308,7 @@ mod tests {
         for (error, status, grpc, graphql) in cases {
             let api = ApiError::from(error.clone());
             assert_eq!(api.kind.status.as_u16(), *status, "{error:?}");
-            assert_eq!(api.kind.grpc.name(), *grpc, "{error:?}");
+            assert_eq!(grpc_code_name(api.kind.grpc), *grpc, "{error:?}");
             assert_eq!(api.kind.graphql, *graphql, "{error:?}");
         }
         assert!(

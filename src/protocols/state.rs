@@ -1,0 +1,90 @@
+//! The state every adapter reads, built once by `app` and cloned into each handler (a handful
+//! of `Arc`s). It lives here, under the wiring and beside the adapters that use it, so that no
+//! adapter imports `app` and the imports between the parts of `src/` run one way.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::config::Config;
+use crate::domain::Core;
+use crate::domain::pagination::PageLimits;
+use crate::gateway::gate::Gate;
+use crate::gateway::idempotency::{Idempotency, Recorded};
+use crate::webhooks::Webhooks;
+
+/// Shared state every adapter reads: cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The domain core.
+    pub core: Arc<Core>,
+    /// Idempotency keys, shared by every protocol.
+    pub idempotency: Arc<Idempotency<Recorded>>,
+    /// The configuration the server was started with.
+    pub config: Arc<Config>,
+    /// Streaming calls in progress (every protocol's), for readiness and for tests that check
+    /// a cancelled stream really stops.
+    pub streams: Arc<ActiveStreams>,
+    /// Webhook endpoints, deliveries and received messages.
+    pub webhooks: Arc<Webhooks>,
+    /// Who is calling and whether they may call now: the same gate the HTTP layer uses, for
+    /// the checks a WebSocket or gRPC session makes per message.
+    pub gate: Arc<Gate>,
+    /// Recent events as JSON text, shared by every SSE subscriber.
+    pub rendered_events: Arc<super::push::RenderedEvents>,
+    /// The gRPC health status (`grpc.health.v1.Health`), turned NOT_SERVING at shutdown.
+    pub health: tonic_health::server::HealthReporter,
+    /// True once shutdown has begun.
+    pub(crate) draining: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl AppState {
+    /// Page sizes for list endpoints, on every protocol.
+    pub fn page_limits(&self) -> PageLimits {
+        self.core.page_limits()
+    }
+
+    /// False once shutdown has begun: `/readyz` then answers 503 so load balancers move away.
+    pub fn is_ready(&self) -> bool {
+        !*self.draining.borrow()
+    }
+
+    /// Completes once shutdown has begun. Long-lived streams select on it and end (telling the
+    /// client to reconnect elsewhere) instead of holding the drain open until the grace period.
+    pub async fn drained(&self) {
+        let mut draining = self.draining.subscribe();
+        // Err means the sender is gone, which only happens when the app itself is.
+        let _ = draining.wait_for(|d| *d).await;
+    }
+}
+
+/// Counts streaming calls in progress.
+#[derive(Debug, Default)]
+pub struct ActiveStreams(AtomicUsize);
+
+/// One stream in progress; dropping it ends it.
+#[derive(Debug)]
+pub struct StreamGuard(Arc<ActiveStreams>);
+
+impl ActiveStreams {
+    /// Marks a stream as started unless `max` are already in progress (atomically: two
+    /// connections arriving together cannot both take the last place).
+    pub fn try_enter(self: &Arc<Self>, max: usize) -> Option<StreamGuard> {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| StreamGuard(Arc::clone(self)))
+    }
+
+    /// How many streams are in progress.
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
