@@ -142,11 +142,40 @@ pub struct OrderFilter {
     pub status: Option<OrderStatus>,
     /// Only orders of this customer.
     pub customer_id: Option<CustomerId>,
+    /// The filter named a customer id this server never issued: it matches no order.
+    pub(super) no_such_customer: bool,
 }
 
 impl OrderFilter {
+    /// The filter as every protocol receives it, in text; absent or empty means "any". An
+    /// unknown status is a violation of `status`. A customer id this server never issued
+    /// names no customer, so the filter matches no order: not an error, since ids are opaque
+    /// and a refusal would tell which ones exist.
+    pub fn parse(status: Option<&str>, customer_id: Option<&str>) -> Result<Self, FieldViolation> {
+        let mut filter = Self::default();
+        if let Some(raw) = status.filter(|s| !s.is_empty()) {
+            filter.status = Some(raw.parse()?);
+        }
+        if let Some(raw) = customer_id.filter(|s| !s.is_empty()) {
+            match CustomerId::parse(raw) {
+                Ok(id) => filter.customer_id = Some(id),
+                Err(_) => filter.no_such_customer = true,
+            }
+        }
+        Ok(filter)
+    }
+
+    /// Only the orders of `customer`.
+    pub fn of_customer(customer: CustomerId) -> Self {
+        Self {
+            customer_id: Some(customer),
+            ..Self::default()
+        }
+    }
+
     fn matches(&self, order: &Order) -> bool {
-        self.status.is_none_or(|s| order.status == s)
+        !self.no_such_customer
+            && self.status.is_none_or(|s| order.status == s)
             && self.customer_id.is_none_or(|c| order.customer_id == c)
     }
 }
@@ -722,8 +751,11 @@ fn publish(events: &dyn EventLog, order: &Order, changes: Vec<Change>) {
 }
 
 /// `filter` narrowed to what `who` may see; `None` when that is nothing at all (a customer
-/// asking for another customer's orders).
+/// asking for another customer's orders, or a customer this server never issued).
 fn scoped(who: &Principal, filter: &OrderFilter) -> Option<OrderFilter> {
+    if filter.no_such_customer {
+        return None;
+    }
     match (who.customer(), filter.customer_id) {
         (None, _) => Some(filter.clone()),
         (Some(own), Some(asked)) if own != asked => None,

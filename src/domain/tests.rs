@@ -409,7 +409,7 @@ fn filters_and_offsets_select_the_right_rows() {
         &admin(),
         &OrderFilter {
             status: Some(OrderStatus::Paid),
-            customer_id: None,
+            ..OrderFilter::default()
         },
         &PageRequest {
             sort: SortSpec::by_id(),

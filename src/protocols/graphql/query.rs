@@ -28,9 +28,6 @@ use crate::protocols::AppState;
 #[derive(Debug, Clone, Default)]
 pub struct IdempotencyHeader(pub Option<String>);
 
-/// The largest `first`/`last`.
-const MAX_PAGE: i32 = 100;
-
 /// An error from the one table, as a GraphQL error (the table's GraphQL rendering, with the
 /// request's trace id).
 pub fn gql_error(ctx: &Context<'_>, error: impl Into<ApiError>) -> async_graphql::Error {
@@ -109,29 +106,24 @@ pub fn order_connection(
     if first.is_some() && last.is_some() {
         violations.push(FieldViolation::new("last", "give first or last, not both"));
     }
+    // Page sizes are the core's, as on REST and gRPC (`pagination.max_limit`).
+    let limits = core.page_limits();
+    let mut limit = Limit::new(limits.default);
     for (name, n) in [("first", first), ("last", last)] {
-        if n.is_some_and(|n| !(1..=MAX_PAGE).contains(&n)) {
-            violations.push(FieldViolation::new(
-                name,
-                format!("must be from 1 to {MAX_PAGE}"),
-            ));
+        match limits.limit(n.map(i64::from), name) {
+            Ok(asked) if n.is_some() => limit = asked,
+            Ok(_) => {}
+            Err(v) => violations.push(v),
         }
     }
     let forward = sort_spec(order_by).unwrap_or_else(|v| {
         violations.push(v);
         SortSpec::by_id()
     });
-    let mut domain_filter = OrderFilter::default();
-    let mut matches_nothing = false;
-    if let Some(filter) = filter {
-        domain_filter.status = filter.status.map(Into::into);
-        if let Some(id) = filter.customer_id {
-            match CustomerId::parse(&id) {
-                Ok(id) => domain_filter.customer_id = Some(id),
-                Err(_) => matches_nothing = true,
-            }
-        }
-    }
+    let (status, customer_id) = filter.map_or((None, None), |f| (f.status, f.customer_id));
+    let mut domain_filter =
+        OrderFilter::parse(None, customer_id.as_deref().map(String::as_str)).unwrap_or_default();
+    domain_filter.status = status.map(Into::into);
     let backwards = last.is_some() || (before.is_some() && first.is_none());
     let sort = if backwards {
         forward.reversed()
@@ -158,27 +150,15 @@ pub fn order_connection(
     if !violations.is_empty() {
         return Err(gql_error(ctx, DomainError::Invalid(violations)));
     }
-    let limit = Limit::new(
-        first
-            .or(last)
-            .unwrap_or(app.config.pagination.default_limit as i32) as usize,
+    let mut page = core.list_orders(
+        who,
+        &domain_filter,
+        &PageRequest {
+            sort,
+            position,
+            limit,
+        },
     );
-    let mut page = if matches_nothing {
-        crate::domain::pagination::Page {
-            rows: Vec::new(),
-            next: None,
-        }
-    } else {
-        core.list_orders(
-            who,
-            &domain_filter,
-            &PageRequest {
-                sort,
-                position,
-                limit,
-            },
-        )
-    };
     let more = page.has_more();
     if backwards {
         page.rows.reverse();
@@ -202,7 +182,7 @@ pub fn order_connection(
     Ok(OrderConnection {
         edges,
         page_info,
-        filter: (!matches_nothing).then_some(domain_filter),
+        filter: Some(domain_filter),
     })
 }
 
@@ -272,13 +252,10 @@ impl QueryRoot {
     ) -> async_graphql::Result<ProductConnection> {
         let core = &app(ctx).core;
         let sort = SortSpec::by_id();
-        let n = first.unwrap_or(20);
-        if !(1..=MAX_PAGE).contains(&n) {
-            return Err(gql_error(
-                ctx,
-                DomainError::invalid("first", format!("must be from 1 to {MAX_PAGE}")),
-            ));
-        }
+        let limit = core
+            .page_limits()
+            .limit(first.map(i64::from), "first")
+            .map_err(|v| gql_error(ctx, v))?;
         let position = match &after {
             Some(cursor) => Position::After(
                 core.cursors()
@@ -294,7 +271,7 @@ impl QueryRoot {
         let page = core.list_products(&PageRequest {
             sort: sort.clone(),
             position,
-            limit: Limit::new(n as usize),
+            limit,
         });
         let more = page.has_more();
         let edges: Vec<ProductEdge> = page

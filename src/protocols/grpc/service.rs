@@ -404,20 +404,11 @@ impl pb::orders_server::Orders for OrdersService {
         let cx = CallContext::of(&request)?;
         let message = request.into_inner();
         let mut violations = Vec::new();
-        let mut filter = OrderFilter::default();
-        let mut matches_nothing = false;
-        if !message.status.is_empty() {
-            match message.status.parse() {
-                Ok(s) => filter.status = Some(s),
-                Err(v) => violations.push(v),
-            }
-        }
-        if !message.customer_id.is_empty() {
-            match CustomerId::parse(&message.customer_id) {
-                Ok(id) => filter.customer_id = Some(id),
-                Err(_) => matches_nothing = true,
-            }
-        }
+        let filter = OrderFilter::parse(Some(&message.status), Some(&message.customer_id))
+            .unwrap_or_else(|v| {
+                violations.push(v);
+                OrderFilter::default()
+            });
         let sort = if message.sort.is_empty() {
             SortSpec::by_id()
         } else {
@@ -441,9 +432,6 @@ impl pb::orders_server::Orders for OrdersService {
         tokio::spawn(async move {
             let _streaming = streaming;
             let produce = async {
-                if matches_nothing {
-                    return;
-                }
                 let mut sent = 0usize;
                 if !sort.is_by_id() {
                     // Any other order needs every match sorted: do it once, then stream the

@@ -95,9 +95,6 @@ pub async fn orders(
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let customer = app.core.customer(&who, CustomerId::parse(&id)?)?;
-    let filter = OrderFilter {
-        customer_id: Some(customer.id),
-        status: None,
-    };
+    let filter = OrderFilter::of_customer(customer.id);
     orders::list_filtered(&app, &who, query, &orders::CUSTOMER_ORDERS, filter)
 }
