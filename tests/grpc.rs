@@ -1582,6 +1582,8 @@ async fn a_watch_whose_deadline_passes_ends_with_deadline_exceeded_and_stops() {
     let (events, status) = end_status(&mut stream, "a watch with a deadline").await;
     assert!(events.is_empty(), "{events:?}");
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    // From the table, like every other error: ErrorInfo and the trace id.
+    expect_error(&status, Code::DeadlineExceeded, "deadline-exceeded");
     server.wait_for_streams(0, "after the deadline").await;
 }
 
@@ -1652,7 +1654,26 @@ async fn a_unary_call_whose_deadline_already_passed_is_deadline_exceeded_and_doe
     assert_eq!(reply.http_status, 200);
     let status = reply.grpc_status();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    expect_error(&status, Code::DeadlineExceeded, "deadline-exceeded");
     assert_eq!(order_count(&server).await, before, "nothing was created");
+}
+
+#[tokio::test]
+async fn a_service_this_server_does_not_have_is_unimplemented_from_the_table() {
+    let server = TestServer::start().await;
+    let reply = raw_grpc(
+        &server,
+        "/polyport.nothing.v1.Nothing/Call",
+        &[],
+        frame(&[]),
+    )
+    .await;
+    assert_eq!(
+        reply.http_status, 200,
+        "gRPC answers with a status, not an HTTP error"
+    );
+    let status = reply.grpc_status();
+    expect_error(&status, Code::Unimplemented, "route-not-found");
 }
 
 // ---- 5. idempotency keys, shared with REST ----

@@ -355,3 +355,61 @@ async fn before_auth_a_v1_websocket_answers_nothing_but_closes_with_4401() {
         }
     }
 }
+
+/// A WebSocket to `/v1/ws` on `server`, opened from the local address `from` (any address in
+/// 127.0.0.0/8 is this machine's).
+async fn websocket_from(
+    server: &TestServer,
+    from: std::net::Ipv4Addr,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((from, 0).into()).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let url = format!("ws://{}/v1/ws", server.addr);
+    let (ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    ws
+}
+
+/// Sends pings until one is refused; how many were answered with a pong (at most `max`).
+async fn pongs_until_refused(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    max: usize,
+) -> usize {
+    for n in 0..max {
+        ws.send(Message::text(format!(r#"{{"op":"ping","id":"p{n}"}}"#)))
+            .await
+            .unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("an answer")
+            .expect("open")
+            .unwrap();
+        let reply: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+        if reply["op"] != "pong" {
+            assert_eq!(reply["status"], 429, "{reply}");
+            return n;
+        }
+    }
+    max
+}
+
+#[tokio::test]
+async fn with_auth_off_two_addresses_do_not_share_a_websocket_message_quota() {
+    let mut config = config(3);
+    config.auth.api_keys.clear();
+    config.auth.insecure_no_auth = true;
+    let server = TestServer::with_auth(config).await;
+    // Everyone is the same "anonymous" admin: the quota is per address, as for requests.
+    let mut first = websocket_from(&server, [127, 0, 0, 1].into()).await;
+    assert_eq!(
+        pongs_until_refused(&mut first, 10).await,
+        2,
+        "upgrade + 2 pings = 3"
+    );
+    let mut second = websocket_from(&server, [127, 0, 0, 2].into()).await;
+    assert_eq!(
+        pongs_until_refused(&mut second, 10).await,
+        2,
+        "another address has a quota of its own"
+    );
+}
