@@ -1,6 +1,7 @@
 //! JSON wire forms that more than one adapter sends, so they are written once: RFC 3339
 //! timestamps, an order as v1 shows it, and the event envelope that SSE, WebSocket, long
-//! polling and webhook deliveries all carry.
+//! polling and webhook deliveries all carry, with the cache that renders each event's text once
+//! for every SSE subscriber.
 //!
 //! It sits under the adapters and the webhook sender (both import it; it imports only the
 //! domain), so a subscriber over SSE and a webhook receiver read byte-for-byte the same event.
@@ -119,4 +120,105 @@ pub fn event_json(event: &Event) -> Value {
         Change::Created | Change::Updated | Change::Deleted => {}
     }
     body
+}
+
+/// The JSON text of the most recent events, rendered once and shared by every subscriber that
+/// sends it as it is (SSE's `data:`): with 10 000 subscribers an event is serialized once, not
+/// 10 000 times (serializing was most of the server's cost per delivery, see BENCHMARKS.md).
+/// Bounded: it keeps the last few events only; an older one (a replay) is rendered again.
+#[derive(Debug)]
+pub struct RenderedEvents {
+    recent: std::sync::Mutex<std::collections::VecDeque<(u64, std::sync::Arc<str>)>>,
+}
+
+impl RenderedEvents {
+    /// How many events are kept rendered.
+    pub const KEEP: usize = 64;
+
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self {
+            recent: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(Self::KEEP)),
+        }
+    }
+
+    /// `event` as [`event_json`] text, rendered at most once while it is recent.
+    pub fn text(&self, event: &Event) -> std::sync::Arc<str> {
+        let cached = |recent: &std::collections::VecDeque<(u64, std::sync::Arc<str>)>| {
+            recent
+                .iter()
+                .rev()
+                .find(|(seq, _)| *seq == event.seq)
+                .map(|(_, text)| std::sync::Arc::clone(text))
+        };
+        // A poisoned lock only means another subscriber panicked mid-push: the data is fine.
+        let lock = || self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(text) = cached(&lock()) {
+            return text;
+        }
+        let text: std::sync::Arc<str> = event_json(event).to_string().into();
+        let mut recent = lock();
+        if let Some(raced) = cached(&recent) {
+            return raced;
+        }
+        if recent.len() == Self::KEEP {
+            recent.pop_front();
+        }
+        recent.push_back((event.seq, std::sync::Arc::clone(&text)));
+        text
+    }
+}
+
+impl Default for RenderedEvents {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::domain::model::{CustomerId, Order, OrderId, OrderStatus};
+
+    fn event(seq: u64) -> Event {
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        Event {
+            seq,
+            occurred_at: now,
+            order_id: OrderId(1),
+            change: Change::Created,
+            order: Order {
+                id: OrderId(1),
+                customer_id: CustomerId(1),
+                status: OrderStatus::Pending,
+                items: Vec::new(),
+                currency: "USD".into(),
+                created_at: now,
+                updated_at: now,
+                version: 1,
+                cancellation: None,
+                next_item_id: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn an_event_is_rendered_once_and_shared_and_old_ones_are_forgotten() {
+        let rendered = RenderedEvents::new();
+        let first = rendered.text(&event(1));
+        assert_eq!(*first, event_json(&event(1)).to_string());
+        assert!(Arc::ptr_eq(&first, &rendered.text(&event(1))), "shared");
+        for seq in 2..=(RenderedEvents::KEEP as u64 + 1) {
+            rendered.text(&event(seq));
+        }
+        let again = rendered.text(&event(1));
+        assert!(
+            !Arc::ptr_eq(&first, &again),
+            "seq 1 was evicted and rendered anew"
+        );
+        assert_eq!(first, again);
+    }
 }

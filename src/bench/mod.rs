@@ -45,6 +45,9 @@ use clap::{Args, Parser, ValueEnum};
 use self::cpu::CpuSource;
 use self::report::BenchReport;
 
+/// Orders created per second in the stream scenario when `--rate` is not given.
+pub const DEFAULT_WRITE_RATE: f64 = 200.0;
+
 /// `polyport bench` flags.
 #[derive(Debug, Clone, Args)]
 pub struct BenchOptions {

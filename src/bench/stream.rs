@@ -23,10 +23,8 @@ use super::rest::Rest;
 use super::schedule::Schedule;
 use super::wire::WireCounters;
 use super::ws::Ws;
-use super::{Protocol, RunContext, Scenario, longpoll, sse};
+use super::{DEFAULT_WRITE_RATE, Protocol, RunContext, Scenario, longpoll, sse};
 
-/// Orders created per second when `--rate` is not given.
-pub const DEFAULT_WRITE_RATE: f64 = 200.0;
 /// REST connections that create the orders (so one slow create does not hold up the schedule).
 const WRITERS: usize = 4;
 /// How long after the window deliveries of its last writes may still arrive.

@@ -99,7 +99,7 @@ pub async fn layer(
     let mut response = next.run(request).instrument(span.clone()).await;
 
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
-        render_problem(&mut response, &error, &trace_id, &path);
+        render_problem(&mut response, &error, trace_id.as_str(), &path);
     } else if response.status().as_u16() >= 400 && !is_problem(&response) {
         // Produced outside our handlers (e.g. the router's own 405): same shape regardless.
         let mut error = ApiError::for_status(response.status());
@@ -110,7 +110,7 @@ pub async fn layer(
         {
             error.detail = format!("{method} is not allowed here; allowed: {allow}");
         }
-        render_problem(&mut response, &error, &trace_id, &path);
+        render_problem(&mut response, &error, trace_id.as_str(), &path);
     }
     response.headers_mut().insert(
         TRACE_ID_HEADER,

@@ -30,7 +30,7 @@ pub struct AppState {
     /// the checks a WebSocket or gRPC session makes per message.
     pub gate: Arc<Gate>,
     /// Recent events as JSON text, shared by every SSE subscriber.
-    pub rendered_events: Arc<super::push::RenderedEvents>,
+    pub rendered_events: Arc<crate::wire::RenderedEvents>,
     /// The gRPC health status (`grpc.health.v1.Health`), turned NOT_SERVING at shutdown.
     pub health: tonic_health::server::HealthReporter,
     /// True once shutdown has begun.

@@ -145,7 +145,7 @@ impl BenchReport {
             (Scenario::Stream, rate) => format!(
                 "{} subscribers per protocol, orders created over REST at {}/s; an op is one event delivered to one subscriber, latency runs from the write's intended send time to delivery, bytes are the subscribers' connections only",
                 opts.subscribers,
-                rate.unwrap_or(super::stream::DEFAULT_WRITE_RATE)
+                rate.unwrap_or(super::DEFAULT_WRITE_RATE)
             ),
             (_, Some(rate)) => format!(
                 "open loop, {rate} ops/s over {} connections (latency from the intended send time)",

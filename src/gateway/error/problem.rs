@@ -8,11 +8,10 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use serde_json::{Value, json};
 
 use super::{ApiError, whole_seconds};
-use crate::gateway::trace::TraceId;
 
 /// The RFC 9457 body for `error`. `instance` and `trace_id` are left out when not given (e.g.
 /// for one element's error inside a bulk response, whose envelope carries them).
-pub fn problem_body(error: &ApiError, instance: Option<&str>, trace_id: Option<&TraceId>) -> Value {
+pub fn problem_body(error: &ApiError, instance: Option<&str>, trace_id: Option<&str>) -> Value {
     let mut body = json!({
         "type": error.kind.type_uri(),
         "title": error.kind.title,
@@ -23,7 +22,7 @@ pub fn problem_body(error: &ApiError, instance: Option<&str>, trace_id: Option<&
         body["instance"] = json!(instance);
     }
     if let Some(trace_id) = trace_id {
-        body["trace_id"] = json!(trace_id.as_str());
+        body["trace_id"] = json!(trace_id);
     }
     if let Some(delay) = error.retry_after {
         body["retry_after"] = json!(whole_seconds(delay));
@@ -42,7 +41,7 @@ pub fn problem_body(error: &ApiError, instance: Option<&str>, trace_id: Option<&
 pub(crate) fn render_problem(
     response: &mut Response,
     error: &ApiError,
-    trace_id: &TraceId,
+    trace_id: &str,
     path: &str,
 ) {
     let body = problem_body(error, Some(path), Some(trace_id));

@@ -9,6 +9,7 @@
 //! fails when the two differ).
 
 pub mod cache;
+pub mod context;
 pub mod guard;
 pub mod loaders;
 pub mod query;

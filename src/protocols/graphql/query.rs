@@ -5,186 +5,23 @@ use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::context::{app, gql_error, nullable, who};
+use super::types::order_connection;
 use super::types::{
-    EventsMissed, ItemGql, OrderConnection, OrderEdge, OrderEventGql, OrderFeedItem,
-    OrderFilterInput, OrderGql, OrderOrder, PageInfo, ProductConnection, ProductEdge, ProductGql,
-    SortDirection, StatusGql,
+    EventsMissed, ItemGql, OrderConnection, OrderEventGql, OrderFeedItem, OrderFilterInput,
+    OrderGql, OrderOrder, PageInfo, ProductConnection, ProductEdge, ProductGql, StatusGql,
 };
-use crate::domain::Principal;
-use crate::domain::core::{ORDER_SORT_FIELDS, customer_ref};
+use crate::domain::core::customer_ref;
 use crate::domain::feed::{self, EventFilter, FeedItem};
 use crate::domain::model::{CustomerId, Order, OrderId, ProductId};
-use crate::domain::pagination::{Limit, PageRequest, Position, RowKey, SortSpec, SortValue};
-use crate::domain::{
-    DomainError, Expect, FieldViolation, NewItem, NewOrder, OrderChanges, OrderFilter,
-};
+use crate::domain::pagination::{PageRequest, Position, SortSpec};
+use crate::domain::{DomainError, Expect, FieldViolation, NewItem, NewOrder, OrderChanges};
 use crate::gateway::ApiError;
-use crate::gateway::auth::AuthError;
 use crate::gateway::idempotency::Outcome;
-use crate::gateway::trace::TraceId;
-use crate::protocols::AppState;
 
 /// The `Idempotency-Key` header of the HTTP request, handed to mutations.
 #[derive(Debug, Clone, Default)]
 pub struct IdempotencyHeader(pub Option<String>);
-
-/// An error from the one table, as a GraphQL error (the table's GraphQL rendering, with the
-/// request's trace id).
-pub fn gql_error(ctx: &Context<'_>, error: impl Into<ApiError>) -> async_graphql::Error {
-    crate::gateway::error::graphql::to_graphql(&error.into(), ctx.data_opt::<TraceId>())
-}
-
-/// A nullable field that failed: the field is null in `data` and the error is listed beside it
-/// (async-graphql would otherwise leave the field out of `data` altogether).
-fn nullable<T>(ctx: &Context<'_>, result: Result<T, impl Into<ApiError>>) -> Option<T> {
-    match result {
-        Ok(value) => Some(value),
-        Err(error) => {
-            ctx.add_error(
-                ctx.set_error_path(gql_error(ctx, error).into_server_error(ctx.item.pos)),
-            );
-            None
-        }
-    }
-}
-
-fn app<'a>(ctx: &Context<'a>) -> &'a AppState {
-    ctx.data_unchecked::<AppState>()
-}
-
-/// The caller. The HTTP handler and the WebSocket's `connection_init` put it in the request
-/// data; without one (a wiring mistake) every resolver refuses rather than run as nobody.
-pub fn who<'a>(ctx: &Context<'a>) -> Result<&'a Principal, ApiError> {
-    ctx.data_opt::<Principal>()
-        .ok_or_else(|| AuthError::Missing.to_api())
-}
-
-fn sort_spec(order_by: Option<Vec<OrderOrder>>) -> Result<SortSpec, FieldViolation> {
-    let Some(order_by) = order_by.filter(|o| !o.is_empty()) else {
-        return Ok(SortSpec::by_id());
-    };
-    let spec: Vec<String> = order_by
-        .iter()
-        .map(|o| {
-            let sign = if o.direction == SortDirection::Desc {
-                "-"
-            } else {
-                ""
-            };
-            format!("{sign}{}", o.field.name())
-        })
-        .collect();
-    SortSpec::parse(&spec.join(","), ORDER_SORT_FIELDS)
-        .map_err(|v| FieldViolation::new("orderBy", v.message))
-}
-
-/// The key of a row under `target`, from its key under `forward` (the same row; `target` is
-/// `forward` reversed, which may add an explicit id term).
-fn rekey(key: RowKey, target: &SortSpec) -> RowKey {
-    let mut values = key.values;
-    values.truncate(target.terms().len());
-    while values.len() < target.terms().len() {
-        values.push(SortValue::Int(key.id as i64));
-    }
-    RowKey { values, id: key.id }
-}
-
-/// A Relay page of orders: `first`/`after` forwards, `last`/`before` backwards.
-pub fn order_connection(
-    ctx: &Context<'_>,
-    first: Option<i32>,
-    after: Option<String>,
-    last: Option<i32>,
-    before: Option<String>,
-    filter: Option<OrderFilterInput>,
-    order_by: Option<Vec<OrderOrder>>,
-) -> async_graphql::Result<OrderConnection> {
-    let app = app(ctx);
-    let core = &app.core;
-    let who = who(ctx).map_err(|e| gql_error(ctx, e))?;
-    let mut violations = Vec::new();
-    if first.is_some() && last.is_some() {
-        violations.push(FieldViolation::new("last", "give first or last, not both"));
-    }
-    // Page sizes are the core's, as on REST and gRPC (`pagination.max_limit`).
-    let limits = core.page_limits();
-    let mut limit = Limit::new(limits.default);
-    for (name, n) in [("first", first), ("last", last)] {
-        match limits.limit(n.map(i64::from), name) {
-            Ok(asked) if n.is_some() => limit = asked,
-            Ok(_) => {}
-            Err(v) => violations.push(v),
-        }
-    }
-    let forward = sort_spec(order_by).unwrap_or_else(|v| {
-        violations.push(v);
-        SortSpec::by_id()
-    });
-    let (status, customer_id) = filter.map_or((None, None), |f| (f.status, f.customer_id));
-    let mut domain_filter =
-        OrderFilter::parse(None, customer_id.as_deref().map(String::as_str)).unwrap_or_default();
-    domain_filter.status = status.map(Into::into);
-    let backwards = last.is_some() || (before.is_some() && first.is_none());
-    let sort = if backwards {
-        forward.reversed()
-    } else {
-        forward.clone()
-    };
-    let cursor = if backwards {
-        before.as_ref()
-    } else {
-        after.as_ref()
-    };
-    let position = match cursor {
-        Some(cursor) => match core.cursors().decode("orders", cursor, &forward) {
-            Ok(key) => Position::After(rekey(key, &sort)),
-            Err(e) => {
-                let mut v = e.violation();
-                v.field = if backwards { "before" } else { "after" }.to_owned();
-                violations.push(v);
-                Position::Start
-            }
-        },
-        None => Position::Start,
-    };
-    if !violations.is_empty() {
-        return Err(gql_error(ctx, DomainError::Invalid(violations)));
-    }
-    let mut page = core.list_orders(
-        who,
-        &domain_filter,
-        &PageRequest {
-            sort,
-            position,
-            limit,
-        },
-    );
-    let more = page.has_more();
-    if backwards {
-        page.rows.reverse();
-    }
-    let edges: Vec<OrderEdge> = page
-        .rows
-        .into_iter()
-        .map(|order| OrderEdge {
-            cursor: core
-                .cursors()
-                .encode("orders", &forward, &core.order_key(&order, &forward)),
-            node: OrderGql(order),
-        })
-        .collect();
-    let page_info = PageInfo {
-        has_next_page: if backwards { before.is_some() } else { more },
-        has_previous_page: if backwards { more } else { after.is_some() },
-        start_cursor: edges.first().map(|e| e.cursor.clone()),
-        end_cursor: edges.last().map(|e| e.cursor.clone()),
-    };
-    Ok(OrderConnection {
-        edges,
-        page_info,
-        filter: Some(domain_filter),
-    })
-}
 
 /// Queries.
 pub struct QueryRoot;

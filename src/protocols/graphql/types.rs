@@ -6,9 +6,13 @@
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, Union};
 
+use super::context::{app, gql_error, who};
 use super::loaders::{CustomerLoader, ProductLoader};
+use crate::domain::core::ORDER_SORT_FIELDS;
 use crate::domain::events::{Change, Event};
 use crate::domain::model::{Customer, Item, Order, OrderStatus, Product};
+use crate::domain::pagination::{Limit, PageRequest, Position, RowKey, SortSpec, SortValue};
+use crate::domain::{DomainError, FieldViolation, OrderFilter};
 use crate::protocols::AppState;
 use crate::wire::timestamp;
 
@@ -71,7 +75,8 @@ impl OrderGql {
         Ok(match ctx.data_opt::<DataLoader<CustomerLoader>>() {
             Some(loader) => loader.load_one(id).await?,
             None => {
-                let who = super::query::who(ctx).map_err(|e| super::query::gql_error(ctx, e))?;
+                let who =
+                    super::context::who(ctx).map_err(|e| super::context::gql_error(ctx, e))?;
                 ctx.data::<AppState>()?.core.customer(who, id).ok()
             }
         }
@@ -190,7 +195,7 @@ impl CustomerGql {
     ) -> async_graphql::Result<OrderConnection> {
         let mut filter = filter.unwrap_or_default();
         filter.customer_id = Some(ID(self.0.id.to_string()));
-        super::query::order_connection(ctx, first, after, last, before, Some(filter), order_by)
+        order_connection(ctx, first, after, last, before, Some(filter), order_by)
     }
 }
 
@@ -267,7 +272,8 @@ impl OrderConnection {
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<usize> {
         Ok(match &self.filter {
             Some(filter) => {
-                let who = super::query::who(ctx).map_err(|e| super::query::gql_error(ctx, e))?;
+                let who =
+                    super::context::who(ctx).map_err(|e| super::context::gql_error(ctx, e))?;
                 ctx.data::<AppState>()?.core.count_orders(who, filter)
             }
             None => 0,
@@ -411,4 +417,133 @@ pub enum OrderFeedItem {
     Event(OrderEventGql),
     /// A gap.
     Missed(EventsMissed),
+}
+
+// ---- the orders connection, shared by `Query.orders` and `Customer.orders` ----
+
+fn sort_spec(order_by: Option<Vec<OrderOrder>>) -> Result<SortSpec, FieldViolation> {
+    let Some(order_by) = order_by.filter(|o| !o.is_empty()) else {
+        return Ok(SortSpec::by_id());
+    };
+    let spec: Vec<String> = order_by
+        .iter()
+        .map(|o| {
+            let sign = if o.direction == SortDirection::Desc {
+                "-"
+            } else {
+                ""
+            };
+            format!("{sign}{}", o.field.name())
+        })
+        .collect();
+    SortSpec::parse(&spec.join(","), ORDER_SORT_FIELDS)
+        .map_err(|v| FieldViolation::new("orderBy", v.message))
+}
+
+/// The key of a row under `target`, from its key under `forward` (the same row; `target` is
+/// `forward` reversed, which may add an explicit id term).
+fn rekey(key: RowKey, target: &SortSpec) -> RowKey {
+    let mut values = key.values;
+    values.truncate(target.terms().len());
+    while values.len() < target.terms().len() {
+        values.push(SortValue::Int(key.id as i64));
+    }
+    RowKey { values, id: key.id }
+}
+
+/// A Relay page of orders: `first`/`after` forwards, `last`/`before` backwards.
+pub fn order_connection(
+    ctx: &Context<'_>,
+    first: Option<i32>,
+    after: Option<String>,
+    last: Option<i32>,
+    before: Option<String>,
+    filter: Option<OrderFilterInput>,
+    order_by: Option<Vec<OrderOrder>>,
+) -> async_graphql::Result<OrderConnection> {
+    let app = app(ctx);
+    let core = &app.core;
+    let who = who(ctx).map_err(|e| gql_error(ctx, e))?;
+    let mut violations = Vec::new();
+    if first.is_some() && last.is_some() {
+        violations.push(FieldViolation::new("last", "give first or last, not both"));
+    }
+    // Page sizes are the core's, as on REST and gRPC (`pagination.max_limit`).
+    let limits = core.page_limits();
+    let mut limit = Limit::new(limits.default);
+    for (name, n) in [("first", first), ("last", last)] {
+        match limits.limit(n.map(i64::from), name) {
+            Ok(asked) if n.is_some() => limit = asked,
+            Ok(_) => {}
+            Err(v) => violations.push(v),
+        }
+    }
+    let forward = sort_spec(order_by).unwrap_or_else(|v| {
+        violations.push(v);
+        SortSpec::by_id()
+    });
+    let (status, customer_id) = filter.map_or((None, None), |f| (f.status, f.customer_id));
+    let mut domain_filter =
+        OrderFilter::parse(None, customer_id.as_deref().map(String::as_str)).unwrap_or_default();
+    domain_filter.status = status.map(Into::into);
+    let backwards = last.is_some() || (before.is_some() && first.is_none());
+    let sort = if backwards {
+        forward.reversed()
+    } else {
+        forward.clone()
+    };
+    let cursor = if backwards {
+        before.as_ref()
+    } else {
+        after.as_ref()
+    };
+    let position = match cursor {
+        Some(cursor) => match core.cursors().decode("orders", cursor, &forward) {
+            Ok(key) => Position::After(rekey(key, &sort)),
+            Err(e) => {
+                let mut v = e.violation();
+                v.field = if backwards { "before" } else { "after" }.to_owned();
+                violations.push(v);
+                Position::Start
+            }
+        },
+        None => Position::Start,
+    };
+    if !violations.is_empty() {
+        return Err(gql_error(ctx, DomainError::Invalid(violations)));
+    }
+    let mut page = core.list_orders(
+        who,
+        &domain_filter,
+        &PageRequest {
+            sort,
+            position,
+            limit,
+        },
+    );
+    let more = page.has_more();
+    if backwards {
+        page.rows.reverse();
+    }
+    let edges: Vec<OrderEdge> = page
+        .rows
+        .into_iter()
+        .map(|order| OrderEdge {
+            cursor: core
+                .cursors()
+                .encode("orders", &forward, &core.order_key(&order, &forward)),
+            node: OrderGql(order),
+        })
+        .collect();
+    let page_info = PageInfo {
+        has_next_page: if backwards { before.is_some() } else { more },
+        has_previous_page: if backwards { more } else { after.is_some() },
+        start_cursor: edges.first().map(|e| e.cursor.clone()),
+        end_cursor: edges.last().map(|e| e.cursor.clone()),
+    };
+    Ok(OrderConnection {
+        edges,
+        page_info,
+        filter: Some(domain_filter),
+    })
 }

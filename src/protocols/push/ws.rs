@@ -550,7 +550,7 @@ impl Session {
     fn error(&self, id: Option<&str>, error: &ApiError) -> Value {
         tagged(
             json!({ "op": "error", "id": id }),
-            problem_body(error, None, Some(&self.trace_id)),
+            problem_body(error, None, Some(self.trace_id.as_str())),
         )
     }
 }
