@@ -56,6 +56,7 @@ impl App {
     /// Like [`App::new`], but a bad credential setting is an error naming it.
     pub fn try_new(config: Config) -> Result<Self, String> {
         let auth = Arc::new(Authenticator::from_config(&config.auth)?);
+        crate::webhooks::Webhooks::check(&config.webhooks)?;
         let store = Arc::new(MemoryStore::new());
         if config.data.demo {
             seed::load(store.as_ref(), config.data.demo_orders);

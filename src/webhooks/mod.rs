@@ -268,7 +268,20 @@ pub struct EndpointChanges {
 }
 
 impl Webhooks {
-    /// A service with `config`.
+    /// Checks what only the webhooks module can read in `config`: the inbound sources'
+    /// secrets (Standard Webhooks `whsec_` secrets). Called at start-up, before serving.
+    pub fn check(config: &WebhooksConfig) -> Result<(), String> {
+        for (name, secrets) in &config.inbound.sources {
+            if secrets.iter().any(|s| Secret::parse(s).is_none()) {
+                return Err(format!(
+                    "webhooks.inbound.sources.{name}: secrets are whsec_ + base64 of at least 16 bytes"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The webhooks of a server configured with `config` (see [`Webhooks::check`]).
     pub fn new(config: WebhooksConfig) -> Self {
         let client = reqwest::Client::builder()
             .timeout(config.request_timeout)
@@ -1006,4 +1019,25 @@ fn jitter(delay: Duration) -> Duration {
     }
     let random = f64::from(uuid::Uuid::new_v4().as_bytes()[0]) / 255.0; // 0..=1
     delay.mul_f64(0.9 + 0.2 * random)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_inbound_secret_that_is_not_a_whsec_secret_stops_the_start() {
+        let mut config = WebhooksConfig::default();
+        config
+            .inbound
+            .sources
+            .insert("demo".into(), vec!["not-a-secret".into()]);
+        let error = Webhooks::check(&config).unwrap_err();
+        assert!(error.contains("webhooks.inbound.sources.demo"), "{error}");
+        config
+            .inbound
+            .sources
+            .insert("demo".into(), vec![signing::Secret::generate().expose()]);
+        assert_eq!(Webhooks::check(&config), Ok(()));
+    }
 }
