@@ -1875,14 +1875,53 @@ async fn a_message_over_the_size_limit_is_resource_exhausted_and_the_server_carr
 }
 
 #[tokio::test]
-async fn a_bulk_stream_of_more_than_1000_creates_is_resource_exhausted() {
-    let server = TestServer::empty().await;
+async fn a_bulk_stream_of_more_than_100_creates_is_refused_as_rest_refuses_it() {
+    let server = TestServer::start().await;
+    let before = order_count(&server).await;
     let mut client = orders_client(&server).await;
-    // Every create is invalid (no customers exist), so the stream is long but cheap.
-    let creates = vec![new_order("1", &[("1", 1)]); 1_001];
+    // One limit for every protocol (the core's MAX_BULK_ORDERS): 101 valid creates are
+    // refused as a whole, nothing is created, and the answer is REST's: the `orders` field.
+    let creates = vec![new_order("1", &[("1", 1)]); 101];
     let status = error(client.bulk_create_orders(tokio_stream::iter(creates)).await);
-    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-    trace_id_of(status.metadata(), "an oversized bulk stream");
+    expect_error(&status, Code::InvalidArgument, "validation");
+    assert_eq!(violation_fields(&status), ["orders"], "{status:?}");
+    assert_eq!(order_count(&server).await, before, "nothing was created");
+
+    let order = json!({ "customer_id": "1", "items": [{ "product_id": "1", "quantity": 1 }] });
+    let rest = server
+        .post("/v1/orders/bulk")
+        .json(&json!({ "orders": vec![order; 101] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), 400);
+    let rest: Value = rest.json().await.unwrap();
+    assert_eq!(rest["errors"][0]["field"], "orders", "{rest}");
+    assert_eq!(rest["detail"], status.message(), "the same words on both");
+}
+
+#[tokio::test]
+async fn a_bulk_stream_with_an_idempotency_key_creates_its_orders_once() {
+    let server = TestServer::start().await;
+    let mut client = orders_client(&server).await;
+    let before = order_count(&server).await;
+    let mut replies = Vec::new();
+    for _ in 0..2 {
+        let creates = vec![new_order("1", &[("1", 1)]), new_order("2", &[("2", 2)])];
+        let mut request = Request::new(tokio_stream::iter(creates));
+        request
+            .metadata_mut()
+            .insert(IDEMPOTENCY_KEY, "bulk-key-1".parse().unwrap());
+        replies.push(client.bulk_create_orders(request).await.unwrap());
+    }
+    assert_eq!(order_count(&server).await, before + 2, "created once");
+    assert_eq!(
+        replies[0].get_ref(),
+        replies[1].get_ref(),
+        "the same summary"
+    );
+    assert!(replies[0].metadata().get(REPLAYED).is_none());
+    assert_eq!(replies[1].metadata().get(REPLAYED).unwrap(), "true");
 }
 
 #[tokio::test]

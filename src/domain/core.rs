@@ -29,8 +29,11 @@ pub const CUSTOMER_SORT_FIELDS: &[&str] = &["id", "name", "email"];
 pub const PRODUCT_SORT_FIELDS: &[&str] = &["id", "name", "price_cents"];
 /// Fields a list of items can be sorted by.
 pub const ITEM_SORT_FIELDS: &[&str] = &["id", "product_id", "quantity", "unit_price_cents"];
-/// The most orders one bulk request may create.
+/// The most orders one bulk request may create, on every protocol.
 pub const MAX_BULK_ORDERS: usize = 100;
+
+/// One element of a bulk create: a parsed order, or why it did not parse.
+pub type BulkElement = Result<NewOrder, Vec<FieldViolation>>;
 
 /// One line of a new order, or an item to add.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -470,6 +473,37 @@ impl Core {
     }
 
     // ---- orders: writes ----
+
+    /// Refuses a bulk create of `count` orders unless it holds 1 to [`MAX_BULK_ORDERS`]: a
+    /// violation of `orders`, the whole request refused and nothing created. Adapters that
+    /// receive the orders one by one (a gRPC stream) ask before taking each one.
+    pub fn check_bulk_size(count: usize) -> DomainResult<()> {
+        if (1..=MAX_BULK_ORDERS).contains(&count) {
+            Ok(())
+        } else {
+            Err(DomainError::invalid(
+                "orders",
+                format!("must hold 1 to {MAX_BULK_ORDERS} orders"),
+            ))
+        }
+    }
+
+    /// Creates each order of a bulk request on its own, in order: a bad element fails alone,
+    /// with the error it would get by itself.
+    pub fn create_orders(
+        &self,
+        who: &Principal,
+        orders: &[BulkElement],
+    ) -> DomainResult<Vec<DomainResult<Order>>> {
+        Self::check_bulk_size(orders.len())?;
+        Ok(orders
+            .iter()
+            .map(|order| match order {
+                Ok(new) => self.create_order(who, new.clone()),
+                Err(violations) => Err(DomainError::Invalid(violations.clone())),
+            })
+            .collect())
+    }
 
     /// Creates an order for an existing customer from existing products.
     pub fn create_order(&self, who: &Principal, new: NewOrder) -> DomainResult<Order> {

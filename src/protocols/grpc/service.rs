@@ -13,7 +13,8 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{convert, deadline, pb, watch};
-use crate::domain::core::{ORDER_SORT_FIELDS, customer_ref};
+use crate::domain::Core;
+use crate::domain::core::{BulkElement, ORDER_SORT_FIELDS, customer_ref};
 use crate::domain::model::{CustomerId, OrderId, ProductId};
 use crate::domain::pagination::{Limit, PageRequest, Position, SortSpec};
 use crate::domain::{
@@ -29,8 +30,6 @@ use crate::protocols::state::StreamGuard;
 
 /// Messages a stream may have queued for a slow reader before its producer waits.
 const STREAM_BUFFER: usize = 16;
-/// The most creates one BulkCreateOrders call accepts.
-pub const MAX_BULK_STREAM: usize = 1_000;
 
 /// The service, over the shared application state.
 #[derive(Clone)]
@@ -520,35 +519,26 @@ impl pb::orders_server::Orders for OrdersService {
     ) -> Result<Response<pb::BulkCreateOrdersResponse>, Status> {
         let cx = CallContext::of(&request)?;
         let mut inbound = request.into_inner();
-        let mut summary = pb::BulkCreateOrdersResponse::default();
+        // The orders are read first (at most MAX_BULK_ORDERS: the core's one bulk rule, the
+        // same as REST's), then created as one command, so an idempotency key covers the whole
+        // stream like REST's POST /v1/orders/bulk.
+        let mut commands: Vec<BulkElement> = Vec::new();
         let read_all = async {
             while let Some(message) = inbound
                 .message()
                 .await
                 .map_err(|e| status::from_codec(e, cx.trace_id.as_ref()))?
             {
-                if summary.results.len() == MAX_BULK_STREAM {
-                    return Err(Status::resource_exhausted(format!(
-                        "a bulk create takes at most {MAX_BULK_STREAM} orders"
-                    )));
-                }
-                let index = summary.results.len() as u32;
-                let result = match self.create(&cx.who, &message, None) {
-                    Ok((order, _)) => {
-                        summary.created += 1;
-                        pb::bulk_create_result::Result::Order(order)
-                    }
-                    Err(error) => {
-                        summary.failed += 1;
-                        pb::bulk_create_result::Result::Error(error_message(&error))
-                    }
-                };
-                summary.results.push(pb::BulkCreateResult {
-                    index,
-                    result: Some(result),
-                });
+                Core::check_bulk_size(commands.len() + 1).map_err(|e| cx.fail(e))?;
+                commands.push(NewOrder::parse(
+                    &message.customer_id,
+                    message
+                        .items
+                        .iter()
+                        .map(|i| (i.product_id.as_str(), i.quantity)),
+                ));
             }
-            Ok(())
+            Ok::<(), Status>(())
         };
         tokio::select! {
             read = read_all => read?,
@@ -559,7 +549,49 @@ impl pb::orders_server::Orders for OrdersService {
                 )));
             }
         }
-        Ok(cx.reply(summary, false))
+        let executed = self
+            .app
+            .idempotency
+            .execute(
+                &cx.who,
+                cx.idempotency_key.as_deref(),
+                "bulk_create_orders",
+                &commands,
+                || {
+                    self.app
+                        .core
+                        .create_orders(&cx.who, &commands)
+                        .map(Outcome::Bulk)
+                },
+            )
+            .map_err(|e| cx.fail(e))?;
+        let results = match &executed.recorded {
+            Ok(Outcome::Bulk(results)) => results,
+            Ok(_) => {
+                return Err(cx.fail(DomainError::Internal(
+                    "unexpected idempotent outcome".into(),
+                )));
+            }
+            Err(error) => return Err(cx.fail(error.clone())),
+        };
+        let mut summary = pb::BulkCreateOrdersResponse::default();
+        for (index, result) in results.iter().enumerate() {
+            let result = match result {
+                Ok(order) => {
+                    summary.created += 1;
+                    pb::bulk_create_result::Result::Order(convert::order(order))
+                }
+                Err(error) => {
+                    summary.failed += 1;
+                    pb::bulk_create_result::Result::Error(error_message(&error.clone().into()))
+                }
+            };
+            summary.results.push(pb::BulkCreateResult {
+                index: index as u32,
+                result: Some(result),
+            });
+        }
+        Ok(cx.reply(summary, executed.replayed))
     }
 
     type OrderSessionStream = ReceiverStream<Result<pb::SessionMessage, Status>>;

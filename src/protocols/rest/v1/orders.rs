@@ -12,9 +12,10 @@ use super::dto::{
     BulkV1, CancelV1, CancellationResourceV1, CreateOrderV1, CustomerV1, ItemV1, NewItemV1,
     OrderV1, PatchOrderV1, ReplaceOrderV1,
 };
-use crate::domain::core::{ITEM_SORT_FIELDS, MAX_BULK_ORDERS, ORDER_SORT_FIELDS};
+use crate::domain::Core;
+use crate::domain::core::{BulkElement, ITEM_SORT_FIELDS, ORDER_SORT_FIELDS};
 use crate::domain::model::{Customer, CustomerId, ItemId, Order, OrderId};
-use crate::domain::{DomainError, FieldViolation, NewItem, NewOrder, OrderFilter, Principal};
+use crate::domain::{DomainError, FieldViolation, NewItem, OrderFilter, Principal};
 use crate::gateway::ApiError;
 use crate::gateway::auth::Caller;
 use crate::gateway::error::kind;
@@ -173,15 +174,10 @@ pub async fn bulk(
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let body: BulkV1 = json_object_from(&headers, &bytes)?;
-    if body.orders.is_empty() || body.orders.len() > MAX_BULK_ORDERS {
-        return Err(invalid(vec![FieldViolation::new(
-            "orders",
-            format!("must hold 1 to {MAX_BULK_ORDERS} orders"),
-        )]));
-    }
+    Core::check_bulk_size(body.orders.len())?;
     // Each element is parsed on its own, so one bad element fails alone. The parsed commands,
     // not the raw JSON, identify the request for its idempotency key.
-    let commands: Vec<Result<NewOrder, Vec<FieldViolation>>> = body
+    let commands: Vec<BulkElement> = body
         .orders
         .iter()
         .map(|value| {
@@ -195,19 +191,12 @@ pub async fn bulk(
         &headers,
         "bulk_create_orders",
         &commands,
-        || {
-            let results = commands
-                .iter()
-                .map(|command| match command {
-                    Ok(command) => app.core.create_order(&who, command.clone()),
-                    Err(violations) => Err(DomainError::Invalid(violations.clone())),
-                })
-                .collect();
-            Ok(Outcome::Bulk(results))
-        },
+        || app.core.create_orders(&who, &commands).map(Outcome::Bulk),
     )?;
-    let Ok(Outcome::Bulk(results)) = &executed.recorded else {
-        return Err(DomainError::Internal("unexpected idempotent outcome".into()).into());
+    let results = match &executed.recorded {
+        Ok(Outcome::Bulk(results)) => results,
+        Ok(_) => return Err(DomainError::Internal("unexpected idempotent outcome".into()).into()),
+        Err(error) => return Err(error.clone().into()),
     };
     let results: Vec<Value> = results
         .iter()
