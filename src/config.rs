@@ -236,8 +236,8 @@ pub struct ClientConfig {
     pub id: String,
     /// The `client_secret` (at least 16 characters); only its hash is kept in memory.
     pub secret: String,
-    /// The role of every token issued to this client.
-    pub role: crate::gateway::auth::tokens::Role,
+    /// The role of every token issued to this client: `admin`, `customer` or `readonly`.
+    pub role: String,
     /// The customer the tokens are bound to; required when the role is `customer`.
     #[serde(default)]
     pub customer_id: Option<String>,
@@ -769,13 +769,10 @@ impl AuthConfig {
                     "auth.clients '{id}': the secret must be at least 16 characters"
                 )));
             }
-            if let Err(why) =
-                crate::domain::Role::parse(client.role.as_str(), client.customer_id.as_deref())
-            {
-                return Err(ConfigError::Invalid(format!("auth.clients '{id}': {why}")));
-            }
-            let is_customer = client.role == crate::gateway::auth::tokens::Role::Customer;
-            if is_customer != client.customer_id.is_some() {
+            let role = crate::domain::Role::parse(&client.role, client.customer_id.as_deref())
+                .map_err(|why| ConfigError::Invalid(format!("auth.clients '{id}': {why}")))?;
+            // `parse` reads an empty customer_id as none; here an empty one is refused too.
+            if role.customer().is_some() != client.customer_id.is_some() {
                 return Err(ConfigError::Invalid(format!(
                     "auth.clients '{id}': customer_id is required for role customer, and only for it"
                 )));

@@ -43,6 +43,14 @@ impl Role {
         }
     }
 
+    /// The customer this role is bound to, if any.
+    pub fn customer(&self) -> Option<CustomerId> {
+        match self {
+            Role::Customer(id) => Some(*id),
+            _ => None,
+        }
+    }
+
     /// Builds a role from its name and, for `customer`, the customer it is bound to.
     pub fn parse(name: &str, customer: Option<&str>) -> Result<Self, String> {
         let customer = customer.map(str::trim).filter(|c| !c.is_empty());
@@ -127,10 +135,7 @@ impl Principal {
 
     /// The customer this principal is bound to, if any.
     pub fn customer(&self) -> Option<CustomerId> {
-        match self.role {
-            Role::Customer(id) => Some(id),
-            _ => None,
-        }
+        self.role.customer()
     }
 
     /// Whether this principal may see `customer`'s records and orders.

@@ -101,7 +101,7 @@ fn grant(
         "client_credentials" => {
             // The scope of a token is its client's role; asking for another is an error.
             if let Some(scope) = form.get("scope")
-                && scope != client.role.as_str()
+                && scope != client.role.name()
             {
                 return Err(OAuthError::new(
                     StatusCode::BAD_REQUEST,

@@ -25,7 +25,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -41,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::{AuthConfig, ClientConfig};
+use crate::domain::Role;
 
 /// The most revoked access-token ids remembered at once. Each is kept only until its token
 /// expires; past the bound a revocation is refused (503) until some expire.
@@ -58,59 +58,13 @@ const SWEEP_EVERY_SECS: u64 = 60;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// What a caller may do; carried by every token (the `role` claim) and every client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Everything.
-    Admin,
-    /// Only its own customer's orders.
-    Customer,
-    /// Reads only.
-    Readonly,
-}
-
-impl Role {
-    /// The lower-case name used in tokens and configuration.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Admin => "admin",
-            Self::Customer => "customer",
-            Self::Readonly => "readonly",
-        }
-    }
-}
-
-impl FromStr for Role {
-    type Err = TokenError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "admin" => Ok(Self::Admin),
-            "customer" => Ok(Self::Customer),
-            "readonly" => Ok(Self::Readonly),
-            _ => Err(TokenError::Claims(
-                "role is not admin, customer or readonly",
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// What a verified access token says about its bearer: all the authentication middleware needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenClaims {
     /// `sub`: who the token speaks for (for a token issued here, the client id).
     pub subject: String,
-    /// `role`.
+    /// `role`, with `customer_id` for a customer token: the role the bearer acts in.
     pub role: Role,
-    /// `customer_id`: always present for [`Role::Customer`], never for the others.
-    pub customer_id: Option<String>,
     /// `jti`: the token's id, the handle for revoking it.
     pub jti: String,
     /// `exp`.
@@ -180,20 +134,29 @@ pub enum RevokeError {
     Full,
 }
 
-/// A key file or key set that cannot be used: the server refuses to start.
+/// A key file, a key set or a client that cannot be used: the server refuses to start.
 #[derive(Debug, thiserror::Error)]
-#[error("auth.tokens: {0}")]
-pub struct KeyError(String);
+pub enum SetupError {
+    /// A key file or a key set (`[auth.tokens]`).
+    #[error("auth.tokens: {0}")]
+    Key(String),
+    /// A client's role (`[[auth.clients]]`; a validated configuration has none of these).
+    #[error("auth.clients '{id}': {why}")]
+    Client {
+        /// The client's id.
+        id: String,
+        /// What is wrong with its role.
+        why: String,
+    },
+}
 
 /// A configured OAuth client, authenticated by [`TokenService::authenticate_client`].
 #[derive(Debug, Clone)]
 pub struct Client {
     /// `client_id`.
     pub id: String,
-    /// The role of its tokens.
+    /// The role of its tokens, with the customer they are bound to.
     pub role: Role,
-    /// The customer its tokens are bound to (role customer only).
-    pub customer_id: Option<String>,
     /// HMAC of the secret under the service's hashing key: the secret itself is not kept.
     secret_hash: [u8; 32],
 }
@@ -239,9 +202,9 @@ struct IssuedClaims<'a> {
     nbf: u64,
     exp: u64,
     jti: &'a str,
-    role: Role,
+    role: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    customer_id: Option<&'a str>,
+    customer_id: Option<String>,
     client_id: &'a str,
 }
 
@@ -293,7 +256,7 @@ impl fmt::Debug for TokenService {
 
 impl TokenService {
     /// Builds the service from `[auth]`: reads the key files, hashes the client secrets.
-    pub fn new(config: &AuthConfig) -> Result<Self, KeyError> {
+    pub fn new(config: &AuthConfig) -> Result<Self, SetupError> {
         let t = &config.tokens;
         let secret = if t.hs256_secret.is_empty() {
             random_bytes::<32>().to_vec()
@@ -320,7 +283,7 @@ impl TokenService {
                 validation: validation(alg),
             };
             match keys.insert(kid.clone(), entry) {
-                Some(_) => Err(KeyError(format!("two keys have the kid '{kid}'"))),
+                Some(_) => Err(SetupError::Key(format!("two keys have the kid '{kid}'"))),
                 None => Ok(()),
             }
         };
@@ -344,15 +307,20 @@ impl TokenService {
             .clients
             .iter()
             .map(|c: &ClientConfig| {
+                let role = Role::parse(&c.role, c.customer_id.as_deref()).map_err(|why| {
+                    SetupError::Client {
+                        id: c.id.clone(),
+                        why,
+                    }
+                })?;
                 let client = Client {
                     id: c.id.clone(),
-                    role: c.role,
-                    customer_id: c.customer_id.clone(),
+                    role,
                     secret_hash: keyed_hash(&hash_key, c.secret.as_bytes()),
                 };
-                (c.id.clone(), client)
+                Ok((c.id.clone(), client))
             })
-            .collect();
+            .collect::<Result<_, SetupError>>()?;
         Ok(Self {
             issuer: t.issuer.clone(),
             audience: t.audience.clone(),
@@ -383,15 +351,7 @@ impl TokenService {
             .jti
             .filter(|j| !j.is_empty())
             .ok_or(missing("no jti"))?;
-        let role: Role = claims.role.ok_or(missing("no role"))?.parse()?;
-        let customer_id = claims.customer_id.filter(|c| !c.is_empty());
-        match (role, &customer_id) {
-            (Role::Customer, None) => return Err(missing("a customer token needs customer_id")),
-            (Role::Admin | Role::Readonly, Some(_)) => {
-                return Err(missing("only a customer token has a customer_id"));
-            }
-            _ => {}
-        }
+        let role = claimed_role(claims.role.as_deref(), claims.customer_id.as_deref())?;
         let exp = claims.exp.ok_or(missing("no exp"))?;
         if self.revoked.contains_key(&jti) {
             return Err(TokenError::Revoked);
@@ -399,7 +359,6 @@ impl TokenService {
         Ok(TokenClaims {
             subject: claims.sub.ok_or(missing("no sub"))?,
             role,
-            customer_id,
             jti,
             expires_at: UNIX_EPOCH + Duration::from_secs(exp),
             client_id: claims.client_id,
@@ -594,8 +553,8 @@ impl TokenService {
             nbf: now,
             exp,
             jti: &jti,
-            role: client.role,
-            customer_id: client.customer_id.as_deref(),
+            role: client.role.name(),
+            customer_id: client.role.customer().map(|c| c.to_string()),
             client_id: &client.id,
         };
         let mut header = Header::new(Algorithm::HS256);
@@ -610,7 +569,7 @@ impl TokenService {
             access_token,
             expires_in: self.access_ttl,
             refresh_token,
-            scope: client.role.as_str(),
+            scope: client.role.name(),
         }
     }
 
@@ -670,6 +629,26 @@ impl RefreshStore {
     }
 }
 
+/// The role a token's `role` and `customer_id` claims name. The names are taken exactly as
+/// written (configuration forgives surrounding spaces, a signed token has none to forgive), and
+/// each way a pair can be wrong has its own message.
+fn claimed_role(name: Option<&str>, customer_id: Option<&str>) -> Result<Role, TokenError> {
+    let customer_id = customer_id.filter(|c| !c.is_empty());
+    let why = match (name, customer_id) {
+        (None, _) => "no role",
+        (Some("admin"), None) => return Ok(Role::Admin),
+        (Some("readonly"), None) => return Ok(Role::Readonly),
+        (Some("customer"), Some(id)) => {
+            return Role::parse("customer", Some(id))
+                .map_err(|_| TokenError::Claims("customer_id is not a customer id"));
+        }
+        (Some("customer"), None) => "a customer token needs customer_id",
+        (Some("admin" | "readonly"), Some(_)) => "only a customer token has a customer_id",
+        (Some(_), _) => "role is not admin, customer or readonly",
+    };
+    Err(TokenError::Claims(why))
+}
+
 fn token_error(kind: &ErrorKind) -> TokenError {
     match kind {
         ErrorKind::InvalidSignature => TokenError::Signature,
@@ -705,11 +684,12 @@ fn parse_refresh_token(token: &str) -> Option<([u8; 16], Vec<u8>)> {
 }
 
 /// Reads a PEM public key; the file stem is its `kid`, its type its algorithm.
-fn pem_public_key(path: &Path) -> Result<(String, Algorithm, DecodingKey), KeyError> {
+fn pem_public_key(path: &Path) -> Result<(String, Algorithm, DecodingKey), SetupError> {
     let shown = path.display();
-    let pem = std::fs::read(path).map_err(|e| KeyError(format!("cannot read {shown}: {e}")))?;
+    let pem =
+        std::fs::read(path).map_err(|e| SetupError::Key(format!("cannot read {shown}: {e}")))?;
     if pem.windows(11).any(|w| w == b"PRIVATE KEY") {
-        return Err(KeyError(format!(
+        return Err(SetupError::Key(format!(
             "{shown} holds a private key; public_key_files takes public keys only"
         )));
     }
@@ -717,7 +697,7 @@ fn pem_public_key(path: &Path) -> Result<(String, Algorithm, DecodingKey), KeyEr
         .file_stem()
         .and_then(|s| s.to_str())
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| KeyError(format!("{shown}: no file name to use as kid")))?
+        .ok_or_else(|| SetupError::Key(format!("{shown}: no file name to use as kid")))?
         .to_owned();
     if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
         return Ok((kid, Algorithm::RS256, key));
@@ -725,17 +705,18 @@ fn pem_public_key(path: &Path) -> Result<(String, Algorithm, DecodingKey), KeyEr
     if let Ok(key) = DecodingKey::from_ed_pem(&pem) {
         return Ok((kid, Algorithm::EdDSA, key));
     }
-    Err(KeyError(format!(
+    Err(SetupError::Key(format!(
         "{shown} is not an RSA or Ed25519 public key in PEM"
     )))
 }
 
 /// Reads a JWKS file: every signing key with its `kid` and one asymmetric algorithm.
-fn jwks_keys(path: &Path) -> Result<Vec<(String, Algorithm, DecodingKey)>, KeyError> {
+fn jwks_keys(path: &Path) -> Result<Vec<(String, Algorithm, DecodingKey)>, SetupError> {
     let shown = path.display();
-    let text = std::fs::read(path).map_err(|e| KeyError(format!("cannot read {shown}: {e}")))?;
+    let text =
+        std::fs::read(path).map_err(|e| SetupError::Key(format!("cannot read {shown}: {e}")))?;
     let set: JwkSet = serde_json::from_slice(&text)
-        .map_err(|e| KeyError(format!("{shown} is not a JWKS: {e}")))?;
+        .map_err(|e| SetupError::Key(format!("{shown} is not a JWKS: {e}")))?;
     set.keys
         .iter()
         .filter(|jwk| jwk.common.public_key_use != Some(PublicKeyUse::Encryption))
@@ -744,11 +725,12 @@ fn jwks_keys(path: &Path) -> Result<Vec<(String, Algorithm, DecodingKey)>, KeyEr
                 .common
                 .key_id
                 .clone()
-                .ok_or_else(|| KeyError(format!("{shown}: a key has no kid")))?;
-            let alg = jwk_algorithm(jwk)
-                .ok_or_else(|| KeyError(format!("{shown}: key '{kid}' has no usable algorithm")))?;
+                .ok_or_else(|| SetupError::Key(format!("{shown}: a key has no kid")))?;
+            let alg = jwk_algorithm(jwk).ok_or_else(|| {
+                SetupError::Key(format!("{shown}: key '{kid}' has no usable algorithm"))
+            })?;
             let key = DecodingKey::from_jwk(jwk)
-                .map_err(|e| KeyError(format!("{shown}: key '{kid}': {e}")))?;
+                .map_err(|e| SetupError::Key(format!("{shown}: key '{kid}': {e}")))?;
             Ok((kid, alg, key))
         })
         .collect()
@@ -812,6 +794,7 @@ mod tests {
 
     use super::*;
     use crate::config::TokensConfig;
+    use crate::domain::model::CustomerId;
 
     const SECRET: &str = "unit-test-hs256-secret-of-32-bytes!!";
 
@@ -821,11 +804,11 @@ mod tests {
             .join(name)
     }
 
-    fn client(id: &str, role: Role, customer: Option<&str>) -> ClientConfig {
+    fn client(id: &str, role: &str, customer: Option<&str>) -> ClientConfig {
         ClientConfig {
             id: id.into(),
             secret: format!("{id}-secret-0123456789"),
-            role,
+            role: role.into(),
             customer_id: customer.map(Into::into),
         }
     }
@@ -839,8 +822,8 @@ mod tests {
                 ..TokensConfig::default()
             },
             clients: vec![
-                client("shop", Role::Customer, Some("1")),
-                client("ops", Role::Admin, None),
+                client("shop", "customer", Some("1")),
+                client("ops", "admin", None),
             ],
             ..AuthConfig::default()
         }
@@ -903,8 +886,7 @@ mod tests {
         let issued = service.issue(shop).unwrap();
         let claims = service.verify_access(&issued.access_token).unwrap();
         assert_eq!(claims.subject, "shop");
-        assert_eq!(claims.role, Role::Customer);
-        assert_eq!(claims.customer_id.as_deref(), Some("1"));
+        assert_eq!(claims.role, Role::Customer(CustomerId(1)));
         assert_eq!(claims.client_id.as_deref(), Some("shop"));
         assert_eq!(issued.scope, "customer");
         assert_eq!(issued.expires_in, Duration::from_secs(15 * 60));
@@ -914,10 +896,52 @@ mod tests {
     }
 
     #[test]
+    fn issued_tokens_carry_the_role_name_and_only_a_customer_token_a_customer_id() {
+        let service = service();
+        let payload = |id: &str| {
+            let token = service
+                .issue(the_client(&service, id))
+                .unwrap()
+                .access_token;
+            let body = token.split('.').nth(1).unwrap();
+            serde_json::from_slice::<Value>(&URL_SAFE_NO_PAD.decode(body).unwrap()).unwrap()
+        };
+        let shop = payload("shop");
+        assert_eq!(
+            (&shop["role"], &shop["customer_id"]),
+            (&json!("customer"), &json!("1"))
+        );
+        let ops = payload("ops");
+        assert_eq!(ops["role"], "admin");
+        assert!(ops.get("customer_id").is_none(), "{ops}");
+        let claims = service
+            .verify_access(
+                &service
+                    .issue(the_client(&service, "ops"))
+                    .unwrap()
+                    .access_token,
+            )
+            .unwrap();
+        assert_eq!(claims.role, Role::Admin);
+    }
+
+    #[test]
+    fn a_client_whose_role_cannot_be_built_stops_the_start() {
+        for (role, customer) in [("customer", None), ("admin", Some("1")), ("root", None)] {
+            let config = AuthConfig {
+                clients: vec![client("acme", role, customer)],
+                ..AuthConfig::default()
+            };
+            let error = TokenService::new(&config).unwrap_err().to_string();
+            assert!(error.starts_with("auth.clients 'acme': "), "{error}");
+        }
+    }
+
+    #[test]
     fn a_token_from_a_server_with_another_secret_is_refused() {
         let other = TokenService::new(&AuthConfig::default()).unwrap();
         let config = AuthConfig {
-            clients: vec![client("ops", Role::Admin, None)],
+            clients: vec![client("ops", "admin", None)],
             ..AuthConfig::default()
         };
         let issuer = TokenService::new(&config).unwrap();
@@ -953,6 +977,27 @@ mod tests {
             (
                 json!({"role": "customer"}),
                 TokenError::Claims("a customer token needs customer_id"),
+            ),
+            (json!({"role": null}), TokenError::Claims("no role")),
+            (
+                json!({"role": " admin"}),
+                TokenError::Claims("role is not admin, customer or readonly"),
+            ),
+            (
+                json!({"role": "root", "customer_id": "1"}),
+                TokenError::Claims("role is not admin, customer or readonly"),
+            ),
+            (
+                json!({"customer_id": "1"}),
+                TokenError::Claims("only a customer token has a customer_id"),
+            ),
+            (
+                json!({"role": "readonly", "customer_id": "1"}),
+                TokenError::Claims("only a customer token has a customer_id"),
+            ),
+            (
+                json!({"role": "customer", "customer_id": "c1"}),
+                TokenError::Claims("customer_id is not a customer id"),
             ),
         ];
         for (changes, expected) in cases {
