@@ -1004,6 +1004,13 @@ fn jitter(delay: Duration) -> Duration {
     if delay.is_zero() {
         return delay;
     }
-    let random = f64::from(uuid::Uuid::new_v4().as_bytes()[0]) / 255.0; // 0..=1
-    delay.mul_f64(0.9 + 0.2 * random)
+    let [random] = random_bytes::<1>();
+    delay.mul_f64(0.9 + 0.2 * f64::from(random) / 255.0)
+}
+
+/// `N` bytes from the operating system's RNG (secrets and jitter).
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0; N];
+    getrandom::fill(&mut bytes).expect("the OS RNG is available");
+    bytes
 }
