@@ -122,7 +122,7 @@ impl App {
                 config.idempotency.ttl,
                 config.idempotency.max_keys,
             )),
-            webhooks: Arc::new(crate::webhooks::Webhooks::new(config.webhooks.clone())),
+            webhooks: Arc::new(crate::webhooks::Webhooks::try_new(config.webhooks.clone())?),
             config: Arc::new(config),
             streams: Arc::default(),
             health: tonic_health::server::HealthReporter::new(),

@@ -16,7 +16,8 @@ use crate::gateway::auth::Caller;
 use crate::protocols::rest::body::{JsonBody, PatchBody};
 use crate::protocols::rest::{Caching, JsonResponse};
 use crate::webhooks::{
-    Delivery, Endpoint, EndpointChanges, EndpointStatus, InboundState, Received,
+    Delivery, DeliveryId, Endpoint, EndpointChanges, EndpointId, EndpointStatus, InboundState,
+    NewEndpoint, Received,
 };
 
 /// `POST /v1/webhook-endpoints`
@@ -65,7 +66,7 @@ fn endpoint_json(endpoint: &Endpoint) -> Value {
         }
     };
     json!({
-        "id": endpoint.id,
+        "id": endpoint.id.to_string(),
         "url": endpoint.url.as_str(),
         "event_types": endpoint.event_types,
         "description": endpoint.description,
@@ -78,8 +79,8 @@ fn endpoint_json(endpoint: &Endpoint) -> Value {
 
 fn delivery_json(delivery: &Delivery) -> Value {
     json!({
-        "id": delivery.id,
-        "endpoint_id": delivery.endpoint_id,
+        "id": delivery.id.to_string(),
+        "endpoint_id": delivery.endpoint_id.to_string(),
         "event_type": delivery.event_type,
         "seq": delivery.seq,
         "state": delivery.state.as_str(),
@@ -107,10 +108,13 @@ pub async fn create_endpoint(
     _: WebhookAdmin,
     JsonBody(body): JsonBody<NewEndpointV1>,
 ) -> Result<Response, ApiError> {
-    let (endpoint, secret) = app
-        .webhooks
-        .create_endpoint(&body.url, body.event_types, body.description, body.secret)
-        .await?;
+    let new = NewEndpoint {
+        url: body.url,
+        event_types: body.event_types,
+        description: body.description,
+        secret: body.secret,
+    };
+    let (endpoint, secret) = app.webhooks.endpoints().create(new).await?;
     let mut json = endpoint_json(&endpoint);
     json["secret"] = json!(secret);
     Ok(
@@ -121,7 +125,14 @@ pub async fn create_endpoint(
 
 /// `GET /v1/webhook-endpoints`
 pub async fn list_endpoints(State(app): State<App>, _: WebhookAdmin) -> Response {
-    list(app.webhooks.endpoints().iter().map(endpoint_json).collect())
+    list(
+        app.webhooks
+            .endpoints()
+            .list()
+            .iter()
+            .map(endpoint_json)
+            .collect(),
+    )
 }
 
 /// `GET /v1/webhook-endpoints/{id}`
@@ -130,7 +141,7 @@ pub async fn read_endpoint(
     _: WebhookAdmin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let endpoint = app.webhooks.endpoint(&id)?;
+    let endpoint = app.webhooks.endpoints().get(EndpointId::parse(&id)?)?;
     Ok(JsonResponse::ok(&endpoint_json(&endpoint))
         .caching(Caching::Private)
         .into_response())
@@ -149,7 +160,11 @@ pub async fn update_endpoint(
         description: body.description,
         enabled: body.status,
     };
-    let endpoint = app.webhooks.update_endpoint(&id, changes).await?;
+    let endpoint = app
+        .webhooks
+        .endpoints()
+        .update(EndpointId::parse(&id)?, changes)
+        .await?;
     Ok(JsonResponse::ok(&endpoint_json(&endpoint)).into_response())
 }
 
@@ -159,7 +174,7 @@ pub async fn delete_endpoint(
     _: WebhookAdmin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    app.webhooks.delete_endpoint(&id)?;
+    app.webhooks.endpoints().delete(EndpointId::parse(&id)?)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -170,7 +185,10 @@ pub async fn rotate_secret(
     _: WebhookAdmin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (secret, until) = app.webhooks.rotate_secret(&id)?;
+    let (secret, until) = app
+        .webhooks
+        .endpoints()
+        .rotate_secret(EndpointId::parse(&id)?)?;
     Ok(JsonResponse::ok(
         &json!({ "secret": secret, "previous_secret_expires_at": timestamp(until) }),
     )
@@ -183,7 +201,7 @@ pub async fn test_endpoint(
     _: WebhookAdmin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let delivery = app.webhooks.test(&id)?;
+    let delivery = app.webhooks.endpoints().test(EndpointId::parse(&id)?)?;
     Ok(
         JsonResponse::new(StatusCode::ACCEPTED, &delivery_json(&delivery))
             .header(
@@ -202,7 +220,8 @@ pub async fn list_deliveries(
 ) -> Result<Response, ApiError> {
     Ok(list(
         app.webhooks
-            .deliveries(&id)?
+            .endpoints()
+            .deliveries(EndpointId::parse(&id)?)?
             .iter()
             .map(delivery_json)
             .collect(),
@@ -215,7 +234,7 @@ pub async fn read_delivery(
     _: WebhookAdmin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let delivery = app.webhooks.delivery(&id)?;
+    let delivery = app.webhooks.endpoints().delivery(DeliveryId::parse(&id)?)?;
     Ok(JsonResponse::ok(&delivery_json(&delivery))
         .caching(Caching::Private)
         .into_response())
@@ -227,7 +246,7 @@ pub async fn retry_delivery(
     _: WebhookAdmin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let delivery = app.webhooks.retry(&id)?;
+    let delivery = app.webhooks.endpoints().retry(DeliveryId::parse(&id)?)?;
     Ok(JsonResponse::new(StatusCode::ACCEPTED, &delivery_json(&delivery)).into_response())
 }
 
@@ -240,7 +259,7 @@ pub async fn receive(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let received = match app.webhooks.receive(
+    let received = match app.webhooks.receiver().receive(
         &source,
         header("webhook-id"),
         header("webhook-timestamp"),
@@ -273,6 +292,7 @@ pub async fn receive(
 pub async fn list_inbound(State(app): State<App>, _: WebhookAdmin) -> Response {
     list(
         app.webhooks
+            .receiver()
             .inbound()
             .iter()
             .map(|m| {

@@ -1,0 +1,379 @@
+//! Managing webhooks: registering, changing and removing endpoints, rotating their secrets,
+//! sending a test ping, and reading and retrying what was sent to them.
+//!
+//! URLs pass the SSRF guard when they are registered or changed (and again before every
+//! delivery, in `sender`); event types must be ones the domain emits.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde_json::json;
+
+use super::ids::{DeliveryId, EndpointId};
+use super::queue::Delivery;
+use super::signing::Secret;
+use super::{Shared, State, ssrf};
+use crate::domain::events::EVENT_TYPES;
+use crate::domain::{DomainError, FieldViolation};
+use crate::gateway::ApiError;
+use crate::gateway::error::kind;
+
+/// The most endpoints that may be registered: each one multiplies every event into a delivery.
+pub(crate) const MAX_ENDPOINTS: usize = 100;
+
+/// The event type of `POST /v1/webhook-endpoints/{id}/test`.
+pub(crate) const PING: &str = "webhook.ping";
+
+/// Whether an endpoint receives deliveries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EndpointStatus {
+    /// Deliveries are sent.
+    Enabled,
+    /// No deliveries are sent until it is enabled again.
+    Disabled {
+        /// Why, for the dashboard.
+        reason: String,
+        /// When.
+        at: SystemTime,
+    },
+}
+
+/// A registered receiver.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    pub(crate) id: EndpointId,
+    /// Where deliveries go.
+    pub(crate) url: url::Url,
+    /// Event types it wants; empty means all.
+    pub(crate) event_types: Vec<String>,
+    /// Free text.
+    pub(crate) description: String,
+    pub(crate) status: EndpointStatus,
+    pub(crate) created_at: SystemTime,
+    secret: Secret,
+    /// The secret before the last rotation, still signing until the instant given.
+    previous_secret: Option<(Secret, SystemTime)>,
+    /// Failed attempts since the last success, across all its deliveries.
+    consecutive_failures: u32,
+}
+
+impl Endpoint {
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.status == EndpointStatus::Enabled
+    }
+
+    fn wants(&self, event_type: &str) -> bool {
+        self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type)
+    }
+
+    /// The secrets that sign a message sent at `now`: the current one, and the one it replaced
+    /// while that is in its grace period.
+    pub(crate) fn signing_secrets(&self, now: SystemTime) -> impl Iterator<Item = &Secret> {
+        let previous = self
+            .previous_secret
+            .as_ref()
+            .filter(|(_, until)| now < *until)
+            .map(|(secret, _)| secret);
+        std::iter::once(&self.secret).chain(previous)
+    }
+
+    /// Counts a successful attempt: the run of failures is over.
+    pub(crate) fn succeeded(&mut self) {
+        self.consecutive_failures = 0;
+    }
+
+    /// Counts a failed attempt; returns how many have failed in a row.
+    pub(crate) fn failed(&mut self) -> u32 {
+        self.consecutive_failures += 1;
+        self.consecutive_failures
+    }
+
+    /// Stops deliveries to it, saying why.
+    pub(crate) fn disable(&mut self, reason: String, at: SystemTime) {
+        self.status = EndpointStatus::Disabled { reason, at };
+    }
+
+    fn enable(&mut self) {
+        self.status = EndpointStatus::Enabled;
+        self.consecutive_failures = 0;
+    }
+}
+
+/// A request to register an endpoint (`POST`), as the client sent it.
+#[derive(Debug)]
+pub(crate) struct NewEndpoint {
+    /// Checked by the SSRF guard.
+    pub(crate) url: String,
+    /// Empty means all.
+    pub(crate) event_types: Vec<String>,
+    pub(crate) description: String,
+    /// `whsec_...`, e.g. to match a receiver that already has one; generated when absent.
+    pub(crate) secret: Option<String>,
+}
+
+/// Changes to an endpoint (`PATCH`).
+#[derive(Debug, Default)]
+pub(crate) struct EndpointChanges {
+    /// A new URL (checked by the SSRF guard).
+    pub(crate) url: Option<String>,
+    pub(crate) event_types: Option<Vec<String>>,
+    pub(crate) description: Option<String>,
+    /// `Some(true)` enables (and forgets past failures), `Some(false)` disables.
+    pub(crate) enabled: Option<bool>,
+}
+
+/// The registered endpoints, by id.
+#[derive(Default)]
+pub(crate) struct Registry {
+    endpoints: BTreeMap<EndpointId, Endpoint>,
+    issued: u64,
+}
+
+impl Registry {
+    /// Adds an endpoint, unless [`MAX_ENDPOINTS`] are registered already.
+    pub(crate) fn register(
+        &mut self,
+        url: url::Url,
+        event_types: Vec<String>,
+        description: String,
+        secret: Secret,
+        at: SystemTime,
+    ) -> Result<Endpoint, ApiError> {
+        if self.endpoints.len() >= MAX_ENDPOINTS {
+            return Err(ApiError::new(
+                &kind::INVALID_STATE,
+                format!(
+                    "at most {MAX_ENDPOINTS} webhook endpoints can be registered; delete one first"
+                ),
+            ));
+        }
+        self.issued += 1;
+        let endpoint = Endpoint {
+            id: EndpointId::issued(self.issued),
+            url,
+            event_types,
+            description,
+            status: EndpointStatus::Enabled,
+            created_at: at,
+            secret,
+            previous_secret: None,
+            consecutive_failures: 0,
+        };
+        self.endpoints.insert(endpoint.id, endpoint.clone());
+        Ok(endpoint)
+    }
+
+    pub(crate) fn get(&self, id: EndpointId) -> Option<&Endpoint> {
+        self.endpoints.get(&id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: EndpointId) -> Option<&mut Endpoint> {
+        self.endpoints.get_mut(&id)
+    }
+
+    /// The enabled endpoints that want `event_type`.
+    pub(crate) fn wanting(&self, event_type: &str) -> Vec<EndpointId> {
+        self.endpoints
+            .values()
+            .filter(|e| e.is_enabled() && e.wants(event_type))
+            .map(|e| e.id)
+            .collect()
+    }
+
+    fn found(&self, id: EndpointId) -> Result<&Endpoint, ApiError> {
+        self.get(id).ok_or_else(|| not_found(id))
+    }
+
+    fn found_mut(&mut self, id: EndpointId) -> Result<&mut Endpoint, ApiError> {
+        self.get_mut(id).ok_or_else(|| not_found(id))
+    }
+}
+
+fn not_found(id: EndpointId) -> ApiError {
+    DomainError::not_found(EndpointId::RESOURCE, id).into()
+}
+
+/// The management service.
+pub(crate) struct Endpoints {
+    shared: Arc<Shared>,
+}
+
+impl Endpoints {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// Registers an endpoint; returns it and its secret (shown only now).
+    pub(crate) async fn create(&self, new: NewEndpoint) -> Result<(Endpoint, String), ApiError> {
+        let url = self.check_url(&new.url).await?;
+        check_types(&new.event_types)?;
+        let secret = match new.secret {
+            Some(text) => Secret::parse(&text).ok_or_else(|| {
+                FieldViolation::new(
+                    "secret",
+                    "must be whsec_ followed by base64 of at least 16 bytes",
+                )
+            })?,
+            None => Secret::generate(),
+        };
+        let at = self.shared.now().wall;
+        let endpoint = self.shared.state().endpoints.register(
+            url,
+            new.event_types,
+            new.description,
+            secret.clone(),
+            at,
+        )?;
+        Ok((endpoint, secret.expose()))
+    }
+
+    /// Every endpoint.
+    pub(crate) fn list(&self) -> Vec<Endpoint> {
+        self.shared
+            .state()
+            .endpoints
+            .endpoints
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// One endpoint.
+    pub(crate) fn get(&self, id: EndpointId) -> Result<Endpoint, ApiError> {
+        self.shared.state().endpoints.found(id).cloned()
+    }
+
+    /// Applies `changes`; disabling fails the endpoint's pending deliveries.
+    pub(crate) async fn update(
+        &self,
+        id: EndpointId,
+        changes: EndpointChanges,
+    ) -> Result<Endpoint, ApiError> {
+        let url = match &changes.url {
+            Some(raw) => Some(self.check_url(raw).await?),
+            None => None,
+        };
+        if let Some(types) = &changes.event_types {
+            check_types(types)?;
+        }
+        let at = self.shared.now().wall;
+        let mut state = self.shared.state();
+        let State { endpoints, queue } = &mut *state;
+        let endpoint = endpoints.found_mut(id)?;
+        if let Some(url) = url {
+            endpoint.url = url;
+        }
+        if let Some(types) = changes.event_types {
+            endpoint.event_types = types;
+        }
+        if let Some(description) = changes.description {
+            endpoint.description = description;
+        }
+        match changes.enabled {
+            Some(true) => endpoint.enable(),
+            Some(false) => {
+                endpoint.disable("disabled by request".into(), at);
+                queue.fail_pending(id, "the endpoint was disabled", None, at);
+            }
+            None => {}
+        }
+        Ok(endpoint.clone())
+    }
+
+    /// Removes an endpoint; its pending deliveries fail at once.
+    pub(crate) fn delete(&self, id: EndpointId) -> Result<(), ApiError> {
+        let at = self.shared.now().wall;
+        let mut state = self.shared.state();
+        state
+            .endpoints
+            .endpoints
+            .remove(&id)
+            .ok_or_else(|| not_found(id))?;
+        state
+            .queue
+            .fail_pending(id, "the endpoint was deleted", None, at);
+        Ok(())
+    }
+
+    /// Issues a new secret; the old one keeps signing beside it for the grace period. Returns the
+    /// new secret and the end of that period.
+    pub(crate) fn rotate_secret(&self, id: EndpointId) -> Result<(String, SystemTime), ApiError> {
+        let until = self.shared.now().wall + self.shared.config.secret_rotation_grace;
+        let mut state = self.shared.state();
+        let endpoint = state.endpoints.found_mut(id)?;
+        let new = Secret::generate();
+        let old = std::mem::replace(&mut endpoint.secret, new.clone());
+        endpoint.previous_secret = Some((old, until));
+        Ok((new.expose(), until))
+    }
+
+    /// Queues a `webhook.ping` to the endpoint; returns the delivery.
+    pub(crate) fn test(&self, id: EndpointId) -> Result<Delivery, ApiError> {
+        let endpoint = self.get(id)?;
+        let body = json!({
+            "type": PING,
+            "timestamp": crate::wire::timestamp(self.shared.now().wall),
+            "data": { "endpoint_id": endpoint.id.to_string() },
+        });
+        Ok(self
+            .shared
+            .enqueue(endpoint.id, PING, None, body.to_string()))
+    }
+
+    /// The deliveries to one endpoint, newest first.
+    pub(crate) fn deliveries(&self, id: EndpointId) -> Result<Vec<Delivery>, ApiError> {
+        let state = self.shared.state();
+        state.endpoints.found(id)?;
+        Ok(state.queue.to_endpoint(id))
+    }
+
+    /// One delivery.
+    pub(crate) fn delivery(&self, id: DeliveryId) -> Result<Delivery, ApiError> {
+        self.shared
+            .state()
+            .queue
+            .get(id)
+            .cloned()
+            .ok_or_else(|| DomainError::not_found(DeliveryId::RESOURCE, id).into())
+    }
+
+    /// Sends a delivery again now, whatever its state (a manual retry), unless it is pending.
+    pub(crate) fn retry(&self, id: DeliveryId) -> Result<Delivery, ApiError> {
+        let now = self.shared.now();
+        let delivery = self.shared.state().queue.retry(id, now)?;
+        self.shared.wake.notify_one();
+        Ok(delivery)
+    }
+
+    async fn check_url(&self, raw: &str) -> Result<url::Url, ApiError> {
+        let url = url::Url::parse(raw)
+            .map_err(|e| FieldViolation::new("url", format!("is not a URL: {e}")))?;
+        ssrf::check(&url, &self.shared.config.allow_hosts)
+            .await
+            .map_err(|e| FieldViolation::new("url", e.to_string()))?;
+        Ok(url)
+    }
+}
+
+fn check_types(types: &[String]) -> Result<(), ApiError> {
+    let violations: Vec<FieldViolation> = types
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !EVENT_TYPES.contains(&t.as_str()))
+        .map(|(i, t)| {
+            FieldViolation::new(
+                format!("event_types[{i}]"),
+                format!(
+                    "unknown event type '{t}'; types: {}",
+                    EVENT_TYPES.join(", ")
+                ),
+            )
+        })
+        .collect();
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(violations))
+    }
+}
