@@ -1,6 +1,12 @@
 //! Managing webhooks: registering, changing and removing endpoints, rotating their secrets,
 //! sending a test ping, and reading and retrying what was sent to them.
 //!
+//! An access-checked service, like the domain core: every method takes the caller's
+//! [`Principal`] and first asks [`admit`], which applies the rule written in `domain::access`
+//! (`Action::ManageWebhooks`: admins only). The check comes before anything else, the lookup
+//! included, so a caller who may not manage webhooks is refused (*forbidden*) whatever it asks
+//! for: it cannot tell an endpoint that exists from one that does not.
+//!
 //! URLs pass the SSRF guard when they are registered or changed (and again before every
 //! delivery, in `sender`); event types must be ones the domain emits.
 
@@ -15,7 +21,7 @@ use super::queue::Delivery;
 use super::signing::Secret;
 use super::{Shared, State, ssrf};
 use crate::domain::events::EVENT_TYPES;
-use crate::domain::{DomainError, FieldViolation};
+use crate::domain::{Action, DomainError, FieldViolation, Principal};
 use crate::gateway::ApiError;
 use crate::gateway::error::kind;
 
@@ -190,11 +196,17 @@ impl Registry {
     }
 }
 
+/// `Ok` if `who` may manage webhooks (endpoints, deliveries, the inbound log); *forbidden*
+/// otherwise.
+pub(crate) fn admit(who: &Principal) -> Result<(), ApiError> {
+    Ok(who.may(Action::ManageWebhooks)?)
+}
+
 fn not_found(id: EndpointId) -> ApiError {
     DomainError::not_found(EndpointId::RESOURCE, id).into()
 }
 
-/// The management service.
+/// The management service; every method checks [`admit`] first.
 pub(crate) struct Endpoints {
     shared: Arc<Shared>,
 }
@@ -205,7 +217,12 @@ impl Endpoints {
     }
 
     /// Registers an endpoint; returns it and its secret (shown only now).
-    pub(crate) async fn create(&self, new: NewEndpoint) -> Result<(Endpoint, String), ApiError> {
+    pub(crate) async fn create(
+        &self,
+        who: &Principal,
+        new: NewEndpoint,
+    ) -> Result<(Endpoint, String), ApiError> {
+        admit(who)?;
         let url = self.check_url(&new.url).await?;
         check_types(&new.event_types)?;
         let secret = match new.secret {
@@ -229,27 +246,26 @@ impl Endpoints {
     }
 
     /// Every endpoint.
-    pub(crate) fn list(&self) -> Vec<Endpoint> {
-        self.shared
-            .state()
-            .endpoints
-            .endpoints
-            .values()
-            .cloned()
-            .collect()
+    pub(crate) fn list(&self, who: &Principal) -> Result<Vec<Endpoint>, ApiError> {
+        admit(who)?;
+        let state = self.shared.state();
+        Ok(state.endpoints.endpoints.values().cloned().collect())
     }
 
     /// One endpoint.
-    pub(crate) fn get(&self, id: EndpointId) -> Result<Endpoint, ApiError> {
+    pub(crate) fn get(&self, who: &Principal, id: EndpointId) -> Result<Endpoint, ApiError> {
+        admit(who)?;
         self.shared.state().endpoints.found(id).cloned()
     }
 
     /// Applies `changes`; disabling fails the endpoint's pending deliveries.
     pub(crate) async fn update(
         &self,
+        who: &Principal,
         id: EndpointId,
         changes: EndpointChanges,
     ) -> Result<Endpoint, ApiError> {
+        admit(who)?;
         let url = match &changes.url {
             Some(raw) => Some(self.check_url(raw).await?),
             None => None,
@@ -282,7 +298,8 @@ impl Endpoints {
     }
 
     /// Removes an endpoint; its pending deliveries fail at once.
-    pub(crate) fn delete(&self, id: EndpointId) -> Result<(), ApiError> {
+    pub(crate) fn delete(&self, who: &Principal, id: EndpointId) -> Result<(), ApiError> {
+        admit(who)?;
         let at = self.shared.now().wall;
         let mut state = self.shared.state();
         state
@@ -298,7 +315,12 @@ impl Endpoints {
 
     /// Issues a new secret; the old one keeps signing beside it for the grace period. Returns the
     /// new secret and the end of that period.
-    pub(crate) fn rotate_secret(&self, id: EndpointId) -> Result<(String, SystemTime), ApiError> {
+    pub(crate) fn rotate_secret(
+        &self,
+        who: &Principal,
+        id: EndpointId,
+    ) -> Result<(String, SystemTime), ApiError> {
+        admit(who)?;
         let until = self.shared.now().wall + self.shared.config.secret_rotation_grace;
         let mut state = self.shared.state();
         let endpoint = state.endpoints.found_mut(id)?;
@@ -309,8 +331,8 @@ impl Endpoints {
     }
 
     /// Queues a `webhook.ping` to the endpoint; returns the delivery.
-    pub(crate) fn test(&self, id: EndpointId) -> Result<Delivery, ApiError> {
-        let endpoint = self.get(id)?;
+    pub(crate) fn test(&self, who: &Principal, id: EndpointId) -> Result<Delivery, ApiError> {
+        let endpoint = self.get(who, id)?;
         let body = json!({
             "type": PING,
             "timestamp": crate::wire::timestamp(self.shared.now().wall),
@@ -322,14 +344,20 @@ impl Endpoints {
     }
 
     /// The deliveries to one endpoint, newest first.
-    pub(crate) fn deliveries(&self, id: EndpointId) -> Result<Vec<Delivery>, ApiError> {
+    pub(crate) fn deliveries(
+        &self,
+        who: &Principal,
+        id: EndpointId,
+    ) -> Result<Vec<Delivery>, ApiError> {
+        admit(who)?;
         let state = self.shared.state();
         state.endpoints.found(id)?;
         Ok(state.queue.to_endpoint(id))
     }
 
     /// One delivery.
-    pub(crate) fn delivery(&self, id: DeliveryId) -> Result<Delivery, ApiError> {
+    pub(crate) fn delivery(&self, who: &Principal, id: DeliveryId) -> Result<Delivery, ApiError> {
+        admit(who)?;
         self.shared
             .state()
             .queue
@@ -339,7 +367,8 @@ impl Endpoints {
     }
 
     /// Sends a delivery again now, whatever its state (a manual retry), unless it is pending.
-    pub(crate) fn retry(&self, id: DeliveryId) -> Result<Delivery, ApiError> {
+    pub(crate) fn retry(&self, who: &Principal, id: DeliveryId) -> Result<Delivery, ApiError> {
+        admit(who)?;
         let now = self.shared.now();
         let delivery = self.shared.state().queue.retry(id, now)?;
         self.shared.wake.notify_one();
@@ -375,5 +404,66 @@ fn check_types(types: &[String]) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::invalid(violations))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::WebhooksConfig;
+    use crate::domain::Role;
+    use crate::domain::model::CustomerId;
+    use crate::webhooks::Receiver;
+    use crate::webhooks::clock::SystemClock;
+
+    fn new_endpoint() -> NewEndpoint {
+        NewEndpoint {
+            url: "http://127.0.0.1:9/hook".into(),
+            event_types: vec![],
+            description: String::new(),
+            secret: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_management_call_forbids_a_caller_who_is_not_an_admin_even_for_what_exists() {
+        let config = WebhooksConfig::default();
+        let receiver = Receiver::new(&config.inbound, Arc::new(SystemClock)).unwrap();
+        let endpoints = Endpoints::new(Arc::new(Shared::new(config, Arc::new(SystemClock))));
+        let admin = Principal::new("admin", Role::Admin);
+        let (endpoint, _) = endpoints.create(&admin, new_endpoint()).await.unwrap();
+        let (ep, msg) = (endpoint.id, endpoints.test(&admin, endpoint.id).unwrap().id);
+        let refused = [
+            Principal::new("r", Role::Readonly),
+            Principal::new("c", Role::Customer(CustomerId(1))),
+        ];
+        for who in &refused {
+            let answers = [
+                ("create", endpoints.create(who, new_endpoint()).await.err()),
+                ("list", endpoints.list(who).err()),
+                ("get", endpoints.get(who, ep).err()),
+                (
+                    "update",
+                    endpoints
+                        .update(who, ep, EndpointChanges::default())
+                        .await
+                        .err(),
+                ),
+                ("delete", endpoints.delete(who, ep).err()),
+                ("rotate_secret", endpoints.rotate_secret(who, ep).err()),
+                ("test", endpoints.test(who, ep).err()),
+                ("deliveries", endpoints.deliveries(who, ep).err()),
+                ("delivery", endpoints.delivery(who, msg).err()),
+                ("retry", endpoints.retry(who, msg).err()),
+                ("inbound", receiver.inbound(who).err()),
+            ];
+            for (call, answer) in answers {
+                let kind = answer.map(|e| e.kind);
+                assert_eq!(kind, Some(&kind::FORBIDDEN), "{call} as {}", who.name);
+            }
+        }
+        assert_eq!(endpoints.list(&admin).unwrap().len(), 1, "nothing changed");
+        assert_eq!(endpoints.deliveries(&admin, ep).unwrap().len(), 1);
+        assert!(receiver.inbound(&admin).is_ok());
     }
 }

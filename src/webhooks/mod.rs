@@ -17,7 +17,8 @@
 //! processes it afterwards.
 //!
 //! The files, in the order a delivery meets them:
-//! - `endpoints`: registering and managing endpoints, and reading what was sent to them;
+//! - `endpoints`: registering and managing endpoints, and reading what was sent to them, for
+//!   callers the service admits (the rule is `domain::access`'s: admins only);
 //! - `worker`: the dispatcher, the loop that sends what is due, and the drain at shutdown;
 //! - `queue`: the deliveries, when each is due, and what an attempt's outcome means next (the
 //!   retry schedule, `Retry-After`, auto-disabling);
@@ -48,7 +49,9 @@ use tokio::sync::Notify;
 
 use crate::config::WebhooksConfig;
 use clock::{Clock, Now, SystemClock};
-pub(crate) use endpoints::{Endpoint, EndpointChanges, EndpointStatus, Endpoints, NewEndpoint};
+pub(crate) use endpoints::{
+    Endpoint, EndpointChanges, EndpointStatus, Endpoints, NewEndpoint, admit,
+};
 pub(crate) use ids::{DeliveryId, EndpointId};
 pub(crate) use queue::Delivery;
 pub(crate) use receiver::{InboundState, Received, Receiver};

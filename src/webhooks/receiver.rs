@@ -16,9 +16,10 @@ use serde_json::Value;
 
 use super::MAX_LOG;
 use super::clock::Clock;
+use super::endpoints::admit;
 use super::signing::Secret;
 use crate::config::InboundConfig;
-use crate::domain::{DomainError, FieldViolation};
+use crate::domain::{DomainError, FieldViolation, Principal};
 use crate::gateway::ApiError;
 use crate::gateway::error::kind;
 
@@ -191,9 +192,12 @@ impl Receiver {
         Ok(Received::Accepted(id))
     }
 
-    /// Received messages, newest first.
-    pub(crate) fn inbound(&self) -> Vec<InboundMessage> {
-        self.inbox().messages.iter().rev().cloned().collect()
+    /// Received messages, newest first, for a caller who may manage webhooks
+    /// ([`super::endpoints::admit`]). Receiving itself needs no principal: the signature is the
+    /// credential.
+    pub(crate) fn inbound(&self, who: &Principal) -> Result<Vec<InboundMessage>, ApiError> {
+        admit(who)?;
+        Ok(self.inbox().messages.iter().rev().cloned().collect())
     }
 
     fn inbox(&self) -> MutexGuard<'_, Inbox> {

@@ -10,14 +10,14 @@ use serde_json::{Value, json};
 
 use super::dto::timestamp;
 use crate::app::App;
-use crate::domain::Action;
+use crate::domain::Principal;
 use crate::gateway::ApiError;
 use crate::gateway::auth::Caller;
 use crate::protocols::rest::body::{JsonBody, PatchBody};
 use crate::protocols::rest::{Caching, JsonResponse};
 use crate::webhooks::{
-    Delivery, DeliveryId, Endpoint, EndpointChanges, EndpointId, EndpointStatus, InboundState,
-    NewEndpoint, Received,
+    self, Delivery, DeliveryId, Endpoint, EndpointChanges, EndpointId, EndpointStatus,
+    InboundState, NewEndpoint, Received,
 };
 
 /// `POST /v1/webhook-endpoints`
@@ -105,7 +105,7 @@ fn list(data: Vec<Value>) -> Response {
 /// `POST /v1/webhook-endpoints` -> 201 with the secret (shown this once).
 pub async fn create_endpoint(
     State(app): State<App>,
-    _: WebhookAdmin,
+    Manager(who): Manager,
     JsonBody(body): JsonBody<NewEndpointV1>,
 ) -> Result<Response, ApiError> {
     let new = NewEndpoint {
@@ -114,7 +114,7 @@ pub async fn create_endpoint(
         description: body.description,
         secret: body.secret,
     };
-    let (endpoint, secret) = app.webhooks.endpoints().create(new).await?;
+    let (endpoint, secret) = app.webhooks.endpoints().create(&who, new).await?;
     let mut json = endpoint_json(&endpoint);
     json["secret"] = json!(secret);
     Ok(
@@ -124,24 +124,24 @@ pub async fn create_endpoint(
 }
 
 /// `GET /v1/webhook-endpoints`
-pub async fn list_endpoints(State(app): State<App>, _: WebhookAdmin) -> Response {
-    list(
-        app.webhooks
-            .endpoints()
-            .list()
-            .iter()
-            .map(endpoint_json)
-            .collect(),
-    )
+pub async fn list_endpoints(
+    State(app): State<App>,
+    Manager(who): Manager,
+) -> Result<Response, ApiError> {
+    let endpoints = app.webhooks.endpoints().list(&who)?;
+    Ok(list(endpoints.iter().map(endpoint_json).collect()))
 }
 
 /// `GET /v1/webhook-endpoints/{id}`
 pub async fn read_endpoint(
     State(app): State<App>,
-    _: WebhookAdmin,
+    Manager(who): Manager,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let endpoint = app.webhooks.endpoints().get(EndpointId::parse(&id)?)?;
+    let endpoint = app
+        .webhooks
+        .endpoints()
+        .get(&who, EndpointId::parse(&id)?)?;
     Ok(JsonResponse::ok(&endpoint_json(&endpoint))
         .caching(Caching::Private)
         .into_response())
@@ -150,7 +150,7 @@ pub async fn read_endpoint(
 /// `PATCH /v1/webhook-endpoints/{id}`; `{"status":"enabled"}` re-enables a disabled endpoint.
 pub async fn update_endpoint(
     State(app): State<App>,
-    _: WebhookAdmin,
+    Manager(who): Manager,
     Path(id): Path<String>,
     PatchBody(body): PatchBody<EndpointPatchV1>,
 ) -> Result<Response, ApiError> {
@@ -163,7 +163,7 @@ pub async fn update_endpoint(
     let endpoint = app
         .webhooks
         .endpoints()
-        .update(EndpointId::parse(&id)?, changes)
+        .update(&who, EndpointId::parse(&id)?, changes)
         .await?;
     Ok(JsonResponse::ok(&endpoint_json(&endpoint)).into_response())
 }
@@ -171,10 +171,12 @@ pub async fn update_endpoint(
 /// `DELETE /v1/webhook-endpoints/{id}` -> 204
 pub async fn delete_endpoint(
     State(app): State<App>,
-    _: WebhookAdmin,
+    Manager(who): Manager,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    app.webhooks.endpoints().delete(EndpointId::parse(&id)?)?;
+    app.webhooks
+        .endpoints()
+        .delete(&who, EndpointId::parse(&id)?)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -182,13 +184,13 @@ pub async fn delete_endpoint(
 /// until `previous_secret_expires_at`.
 pub async fn rotate_secret(
     State(app): State<App>,
-    _: WebhookAdmin,
+    Manager(who): Manager,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let (secret, until) = app
         .webhooks
         .endpoints()
-        .rotate_secret(EndpointId::parse(&id)?)?;
+        .rotate_secret(&who, EndpointId::parse(&id)?)?;
     Ok(JsonResponse::ok(
         &json!({ "secret": secret, "previous_secret_expires_at": timestamp(until) }),
     )
@@ -198,10 +200,13 @@ pub async fn rotate_secret(
 /// `POST /v1/webhook-endpoints/{id}/test` -> 202 with the queued ping delivery.
 pub async fn test_endpoint(
     State(app): State<App>,
-    _: WebhookAdmin,
+    Manager(who): Manager,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let delivery = app.webhooks.endpoints().test(EndpointId::parse(&id)?)?;
+    let delivery = app
+        .webhooks
+        .endpoints()
+        .test(&who, EndpointId::parse(&id)?)?;
     Ok(
         JsonResponse::new(StatusCode::ACCEPTED, &delivery_json(&delivery))
             .header(
@@ -215,13 +220,13 @@ pub async fn test_endpoint(
 /// `GET /v1/webhook-endpoints/{id}/deliveries`, newest first.
 pub async fn list_deliveries(
     State(app): State<App>,
-    _: WebhookAdmin,
+    Manager(who): Manager,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     Ok(list(
         app.webhooks
             .endpoints()
-            .deliveries(EndpointId::parse(&id)?)?
+            .deliveries(&who, EndpointId::parse(&id)?)?
             .iter()
             .map(delivery_json)
             .collect(),
@@ -231,10 +236,13 @@ pub async fn list_deliveries(
 /// `GET /v1/webhook-deliveries/{id}`
 pub async fn read_delivery(
     State(app): State<App>,
-    _: WebhookAdmin,
+    Manager(who): Manager,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let delivery = app.webhooks.endpoints().delivery(DeliveryId::parse(&id)?)?;
+    let delivery = app
+        .webhooks
+        .endpoints()
+        .delivery(&who, DeliveryId::parse(&id)?)?;
     Ok(JsonResponse::ok(&delivery_json(&delivery))
         .caching(Caching::Private)
         .into_response())
@@ -243,10 +251,13 @@ pub async fn read_delivery(
 /// `POST /v1/webhook-deliveries/{id}/retry` -> 202
 pub async fn retry_delivery(
     State(app): State<App>,
-    _: WebhookAdmin,
+    Manager(who): Manager,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let delivery = app.webhooks.endpoints().retry(DeliveryId::parse(&id)?)?;
+    let delivery = app
+        .webhooks
+        .endpoints()
+        .retry(&who, DeliveryId::parse(&id)?)?;
     Ok(JsonResponse::new(StatusCode::ACCEPTED, &delivery_json(&delivery)).into_response())
 }
 
@@ -289,11 +300,14 @@ pub async fn receive(
 }
 
 /// `GET /v1/webhooks/inbound`: what was received, newest first, with its processing state.
-pub async fn list_inbound(State(app): State<App>, _: WebhookAdmin) -> Response {
-    list(
+pub async fn list_inbound(
+    State(app): State<App>,
+    Manager(who): Manager,
+) -> Result<Response, ApiError> {
+    Ok(list(
         app.webhooks
             .receiver()
-            .inbound()
+            .inbound(&who)?
             .iter()
             .map(|m| {
                 let (state, error) = match &m.state {
@@ -314,15 +328,17 @@ pub async fn list_inbound(State(app): State<App>, _: WebhookAdmin) -> Response {
                 })
             })
             .collect(),
-    )
+    ))
 }
 
-/// Proof that the caller may manage webhooks (endpoints, deliveries, the inbound log): only
-/// admins, by the rules in `domain::access`.
+/// The caller of a webhook management route, for the service, which decides whether it may
+/// manage webhooks and checks that on every call. Asking the service here as well, before the
+/// path and the body are read, keeps its refusal (403) ahead of any complaint about a malformed
+/// id or body, for every caller it refuses.
 #[derive(Debug)]
-pub struct WebhookAdmin;
+pub struct Manager(Principal);
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for WebhookAdmin {
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Manager {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -330,7 +346,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for WebhookAdmin {
         state: &S,
     ) -> Result<Self, Self::Rejection> {
         let Caller(who) = Caller::from_request_parts(parts, state).await?;
-        who.may(Action::ManageWebhooks)?;
-        Ok(WebhookAdmin)
+        webhooks::admit(&who)?;
+        Ok(Self(who))
     }
 }
