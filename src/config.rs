@@ -650,16 +650,6 @@ impl Config {
                 "webhooks.retry_schedule needs at least one entry (the first attempt)".into(),
             ));
         }
-        for (name, secrets) in &self.webhooks.inbound.sources {
-            if secrets
-                .iter()
-                .any(|s| crate::webhooks::signing::Secret::parse(s).is_none())
-            {
-                return Err(ConfigError::Invalid(format!(
-                    "webhooks.inbound.sources.{name}: secrets are whsec_ + base64 of at least 16 bytes"
-                )));
-            }
-        }
         let push = &self.push;
         if push.ws_queue == 0
             || push.long_poll_max_events == 0
