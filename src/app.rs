@@ -56,7 +56,6 @@ impl App {
     /// Like [`App::new`], but a bad credential setting is an error naming it.
     pub fn try_new(config: Config) -> Result<Self, String> {
         let auth = Arc::new(Authenticator::from_config(&config.auth)?);
-        crate::webhooks::Webhooks::check(&config.webhooks)?;
         let store = Arc::new(MemoryStore::new());
         if config.data.demo {
             seed::load(store.as_ref(), config.data.demo_orders);
@@ -89,7 +88,7 @@ impl App {
                 config.idempotency.ttl,
                 config.idempotency.max_keys,
             )),
-            webhooks: Arc::new(crate::webhooks::Webhooks::new(config.webhooks.clone())),
+            webhooks: Arc::new(crate::webhooks::Webhooks::try_new(config.webhooks.clone())?),
             config: Arc::new(config),
             streams: Arc::default(),
             health: tonic_health::server::HealthReporter::new(),

@@ -1429,3 +1429,48 @@ async fn an_absurd_timestamp_is_refused_not_a_crash() {
         assert_eq!(response.status(), 400, "{timestamp}");
     }
 }
+
+// ---- configuration ----
+
+#[test]
+fn an_inbound_secret_that_is_not_a_whsec_secret_stops_start_up_naming_the_source() {
+    let path = std::env::temp_dir().join(format!(
+        "polyport-bad-inbound-secret-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(
+        &path,
+        "[webhooks.inbound.sources]\nbilling = [\"whsec_short\"]\n",
+    )
+    .unwrap();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_polyport"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    // A bound that only turns a server that wrongly starts into a failure, not a hang.
+    let mut exited = false;
+    for _ in 0..POLLS {
+        if server.try_wait().expect("waitable").is_some() {
+            exited = true;
+            break;
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+    if !exited {
+        let _ = server.kill();
+    }
+    let output = server.wait_with_output().expect("its output");
+    let _ = std::fs::remove_file(&path);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(exited, "the server started:\n{stderr}");
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "webhooks.inbound.sources.billing: secrets are whsec_ + base64 of at least 16 bytes"
+        ),
+        "{stderr}"
+    );
+}

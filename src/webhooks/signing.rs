@@ -27,9 +27,9 @@ impl std::fmt::Debug for Secret {
 impl Secret {
     /// A fresh random secret (24 bytes from the OS RNG).
     pub fn generate() -> Self {
-        let mut key = uuid::Uuid::new_v4().as_bytes().to_vec();
-        key.extend_from_slice(&uuid::Uuid::new_v4().as_bytes()[..8]);
-        Self { key }
+        Self {
+            key: super::random_bytes::<24>().to_vec(),
+        }
     }
 
     /// Parses `whsec_<base64>`.

@@ -9,14 +9,15 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::dto::timestamp;
-use crate::domain::Action;
+use crate::domain::Principal;
 use crate::gateway::ApiError;
 use crate::gateway::auth::Caller;
 use crate::protocols::AppState;
 use crate::protocols::rest::body::{JsonBody, PatchBody};
 use crate::protocols::rest::{Caching, JsonResponse};
 use crate::webhooks::{
-    Delivery, Endpoint, EndpointChanges, EndpointStatus, InboundState, Received,
+    self, Delivery, DeliveryId, Endpoint, EndpointChanges, EndpointId, EndpointStatus,
+    InboundState, NewEndpoint, Received,
 };
 
 /// `POST /v1/webhook-endpoints`
@@ -65,7 +66,7 @@ fn endpoint_json(endpoint: &Endpoint) -> Value {
         }
     };
     json!({
-        "id": endpoint.id,
+        "id": endpoint.id.to_string(),
         "url": endpoint.url.as_str(),
         "event_types": endpoint.event_types,
         "description": endpoint.description,
@@ -78,8 +79,8 @@ fn endpoint_json(endpoint: &Endpoint) -> Value {
 
 fn delivery_json(delivery: &Delivery) -> Value {
     json!({
-        "id": delivery.id,
-        "endpoint_id": delivery.endpoint_id,
+        "id": delivery.id.to_string(),
+        "endpoint_id": delivery.endpoint_id.to_string(),
         "event_type": delivery.event_type,
         "seq": delivery.seq,
         "state": delivery.state.as_str(),
@@ -104,13 +105,16 @@ fn list(data: Vec<Value>) -> Response {
 /// `POST /v1/webhook-endpoints` -> 201 with the secret (shown this once).
 pub async fn create_endpoint(
     State(app): State<AppState>,
-    _: WebhookAdmin,
+    Manager(who): Manager,
     JsonBody(body): JsonBody<NewEndpointV1>,
 ) -> Result<Response, ApiError> {
-    let (endpoint, secret) = app
-        .webhooks
-        .create_endpoint(&body.url, body.event_types, body.description, body.secret)
-        .await?;
+    let new = NewEndpoint {
+        url: body.url,
+        event_types: body.event_types,
+        description: body.description,
+        secret: body.secret,
+    };
+    let (endpoint, secret) = app.webhooks.endpoints().create(&who, new).await?;
     let mut json = endpoint_json(&endpoint);
     json["secret"] = json!(secret);
     Ok(
@@ -120,17 +124,24 @@ pub async fn create_endpoint(
 }
 
 /// `GET /v1/webhook-endpoints`
-pub async fn list_endpoints(State(app): State<AppState>, _: WebhookAdmin) -> Response {
-    list(app.webhooks.endpoints().iter().map(endpoint_json).collect())
+pub async fn list_endpoints(
+    State(app): State<AppState>,
+    Manager(who): Manager,
+) -> Result<Response, ApiError> {
+    let endpoints = app.webhooks.endpoints().list(&who)?;
+    Ok(list(endpoints.iter().map(endpoint_json).collect()))
 }
 
 /// `GET /v1/webhook-endpoints/{id}`
 pub async fn read_endpoint(
     State(app): State<AppState>,
-    _: WebhookAdmin,
+    Manager(who): Manager,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let endpoint = app.webhooks.endpoint(&id)?;
+    let endpoint = app
+        .webhooks
+        .endpoints()
+        .get(&who, EndpointId::parse(&id)?)?;
     Ok(JsonResponse::ok(&endpoint_json(&endpoint))
         .caching(Caching::Private)
         .into_response())
@@ -139,7 +150,7 @@ pub async fn read_endpoint(
 /// `PATCH /v1/webhook-endpoints/{id}`; `{"status":"enabled"}` re-enables a disabled endpoint.
 pub async fn update_endpoint(
     State(app): State<AppState>,
-    _: WebhookAdmin,
+    Manager(who): Manager,
     Path(id): Path<String>,
     PatchBody(body): PatchBody<EndpointPatchV1>,
 ) -> Result<Response, ApiError> {
@@ -149,17 +160,23 @@ pub async fn update_endpoint(
         description: body.description,
         enabled: body.status,
     };
-    let endpoint = app.webhooks.update_endpoint(&id, changes).await?;
+    let endpoint = app
+        .webhooks
+        .endpoints()
+        .update(&who, EndpointId::parse(&id)?, changes)
+        .await?;
     Ok(JsonResponse::ok(&endpoint_json(&endpoint)).into_response())
 }
 
 /// `DELETE /v1/webhook-endpoints/{id}` -> 204
 pub async fn delete_endpoint(
     State(app): State<AppState>,
-    _: WebhookAdmin,
+    Manager(who): Manager,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    app.webhooks.delete_endpoint(&id)?;
+    app.webhooks
+        .endpoints()
+        .delete(&who, EndpointId::parse(&id)?)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -167,10 +184,13 @@ pub async fn delete_endpoint(
 /// until `previous_secret_expires_at`.
 pub async fn rotate_secret(
     State(app): State<AppState>,
-    _: WebhookAdmin,
+    Manager(who): Manager,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (secret, until) = app.webhooks.rotate_secret(&id)?;
+    let (secret, until) = app
+        .webhooks
+        .endpoints()
+        .rotate_secret(&who, EndpointId::parse(&id)?)?;
     Ok(JsonResponse::ok(
         &json!({ "secret": secret, "previous_secret_expires_at": timestamp(until) }),
     )
@@ -180,10 +200,13 @@ pub async fn rotate_secret(
 /// `POST /v1/webhook-endpoints/{id}/test` -> 202 with the queued ping delivery.
 pub async fn test_endpoint(
     State(app): State<AppState>,
-    _: WebhookAdmin,
+    Manager(who): Manager,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let delivery = app.webhooks.test(&id)?;
+    let delivery = app
+        .webhooks
+        .endpoints()
+        .test(&who, EndpointId::parse(&id)?)?;
     Ok(
         JsonResponse::new(StatusCode::ACCEPTED, &delivery_json(&delivery))
             .header(
@@ -197,12 +220,13 @@ pub async fn test_endpoint(
 /// `GET /v1/webhook-endpoints/{id}/deliveries`, newest first.
 pub async fn list_deliveries(
     State(app): State<AppState>,
-    _: WebhookAdmin,
+    Manager(who): Manager,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     Ok(list(
         app.webhooks
-            .deliveries(&id)?
+            .endpoints()
+            .deliveries(&who, EndpointId::parse(&id)?)?
             .iter()
             .map(delivery_json)
             .collect(),
@@ -212,10 +236,13 @@ pub async fn list_deliveries(
 /// `GET /v1/webhook-deliveries/{id}`
 pub async fn read_delivery(
     State(app): State<AppState>,
-    _: WebhookAdmin,
+    Manager(who): Manager,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let delivery = app.webhooks.delivery(&id)?;
+    let delivery = app
+        .webhooks
+        .endpoints()
+        .delivery(&who, DeliveryId::parse(&id)?)?;
     Ok(JsonResponse::ok(&delivery_json(&delivery))
         .caching(Caching::Private)
         .into_response())
@@ -224,10 +251,13 @@ pub async fn read_delivery(
 /// `POST /v1/webhook-deliveries/{id}/retry` -> 202
 pub async fn retry_delivery(
     State(app): State<AppState>,
-    _: WebhookAdmin,
+    Manager(who): Manager,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let delivery = app.webhooks.retry(&id)?;
+    let delivery = app
+        .webhooks
+        .endpoints()
+        .retry(&who, DeliveryId::parse(&id)?)?;
     Ok(JsonResponse::new(StatusCode::ACCEPTED, &delivery_json(&delivery)).into_response())
 }
 
@@ -240,7 +270,7 @@ pub async fn receive(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let received = match app.webhooks.receive(
+    let received = match app.webhooks.receiver().receive(
         &source,
         header("webhook-id"),
         header("webhook-timestamp"),
@@ -270,10 +300,14 @@ pub async fn receive(
 }
 
 /// `GET /v1/webhooks/inbound`: what was received, newest first, with its processing state.
-pub async fn list_inbound(State(app): State<AppState>, _: WebhookAdmin) -> Response {
-    list(
+pub async fn list_inbound(
+    State(app): State<AppState>,
+    Manager(who): Manager,
+) -> Result<Response, ApiError> {
+    Ok(list(
         app.webhooks
-            .inbound()
+            .receiver()
+            .inbound(&who)?
             .iter()
             .map(|m| {
                 let (state, error) = match &m.state {
@@ -294,15 +328,17 @@ pub async fn list_inbound(State(app): State<AppState>, _: WebhookAdmin) -> Respo
                 })
             })
             .collect(),
-    )
+    ))
 }
 
-/// Proof that the caller may manage webhooks (endpoints, deliveries, the inbound log): only
-/// admins, by the rules in `domain::access`.
+/// The caller of a webhook management route, for the service, which decides whether it may
+/// manage webhooks and checks that on every call. Asking the service here as well, before the
+/// path and the body are read, keeps its refusal (403) ahead of any complaint about a malformed
+/// id or body, for every caller it refuses.
 #[derive(Debug)]
-pub struct WebhookAdmin;
+pub struct Manager(Principal);
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for WebhookAdmin {
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Manager {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -310,7 +346,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for WebhookAdmin {
         state: &S,
     ) -> Result<Self, Self::Rejection> {
         let Caller(who) = Caller::from_request_parts(parts, state).await?;
-        who.may(Action::ManageWebhooks)?;
-        Ok(WebhookAdmin)
+        webhooks::admit(&who)?;
+        Ok(Self(who))
     }
 }
