@@ -4,6 +4,7 @@
 //! `crate::protocols` convert to and from these types by hand.
 
 pub mod access;
+pub mod command;
 pub mod core;
 pub mod error;
 pub mod events;

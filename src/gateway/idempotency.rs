@@ -19,6 +19,7 @@
 //! Keys are scoped per principal: two callers using the same key never see each other's
 //! outcome, and one client cannot replay another's response.
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,8 +27,8 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
 use sha2::{Digest, Sha256};
 
-use crate::domain::model::{Customer, ItemId, Order};
-use crate::domain::{DomainError, DomainResult, FieldViolation, Principal};
+use crate::domain::command::Command;
+use crate::domain::{Core, FieldViolation, Principal};
 use crate::gateway::error::{ApiError, kind};
 
 /// A client-chosen key (1 to 255 visible ASCII characters; a UUID is typical), and the
@@ -66,7 +67,7 @@ impl IdempotencyKey {
     }
 }
 
-/// A digest of what a request means: the operation, its target and its parsed arguments.
+/// A digest of what a request means: the command's type and its parsed arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fingerprint([u8; 32]);
 
@@ -81,95 +82,85 @@ impl Fingerprint {
         hasher.update(format!("{command:?}").as_bytes());
         Self(hasher.finalize().into())
     }
+
+    /// The fingerprint of `command`, computed once from the parsed domain command: its type
+    /// names the operation, so the same key on another command is a different request.
+    pub fn of_command<C: Command>(command: &C) -> Self {
+        Self::of(std::any::type_name::<C>(), command)
+    }
 }
 
-/// The outcome of an idempotent write, as the domain gave it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// An order was created or changed.
-    Order(Order),
-    /// An item was added to the order.
-    ItemAdded(Order, ItemId),
-    /// A customer was created.
-    Customer(Customer),
-    /// A bulk create: one result per requested order.
-    Bulk(Vec<DomainResult<Order>>),
-}
+/// What a stored key replays: the output of the command that first used it (only successes
+/// are recorded). Each command has its own output type; the store holds any of them.
+pub type Recorded = Arc<dyn Any + Send + Sync>;
 
-/// What a stored key replays: the outcome or the domain error.
-pub type Recorded = DomainResult<Outcome>;
-
-/// The outcome of a write, and whether it was replayed rather than executed.
+/// The output of a write, and whether it was replayed rather than executed.
 #[derive(Debug)]
-pub struct Executed {
+pub struct Executed<T> {
     /// What the core returned (now, or the first time).
-    pub recorded: Recorded,
+    pub output: T,
     /// True when this is a replay of an earlier request with the same key.
     pub replayed: bool,
 }
 
-impl Executed {
-    /// The order an order write recorded, or the error it recorded, as every protocol needs it.
-    pub fn order(&self) -> Result<&Order, ApiError> {
-        match &self.recorded {
-            Ok(Outcome::Order(order)) => Ok(order),
-            Ok(_) => Err(DomainError::Internal("unexpected idempotent outcome".into()).into()),
-            Err(error) => Err(error.clone().into()),
-        }
-    }
-}
-
 impl Idempotency<Recorded> {
-    /// Runs `run` once per key of `who` (every time when there is no key), as every protocol's
-    /// binding does: `operation` and `command` identify the request, so the same key with
-    /// another command is refused. `key` is the raw value from the header or metadata.
-    pub fn execute(
+    /// Runs `command` on `core` as `who`, once per key of `who` (every time when there is no
+    /// key). Every protocol's binding calls this, so the rules are the same everywhere: the
+    /// same key with another command is refused, a running one is "in flight", a refused
+    /// command is not recorded. `key` is the raw value from the header or metadata.
+    pub fn execute<C: Command>(
         self: &Arc<Self>,
+        core: &Core,
         who: &Principal,
         key: Option<&str>,
-        operation: &str,
-        command: &impl std::fmt::Debug,
-        run: impl FnOnce() -> Recorded,
-    ) -> Result<Executed, ApiError> {
+        command: &C,
+    ) -> Result<Executed<C::Output>, ApiError> {
         let Some(raw) = key else {
             return Ok(Executed {
-                recorded: run(),
+                output: command.run(core, who)?,
                 replayed: false,
             });
         };
         let key = IdempotencyKey::parse(raw, "Idempotency-Key")?.owned_by(who);
-        match self.claim(key, Fingerprint::of(operation, command)) {
+        match self.claim(key, Fingerprint::of_command(command)) {
             Claim::Run(ticket) => {
-                let recorded = run();
                 // Only a success changed something. A refused request (invalid, not found, a
                 // stale version, an illegal transition) did not: the client may fix it and retry
                 // with the same key (dropping the ticket frees it).
-                if recorded.is_ok() {
-                    ticket.finish(recorded.clone());
-                }
+                let output = command.run(core, who)?;
+                ticket.finish(Arc::new(output.clone()));
                 Ok(Executed {
-                    recorded,
+                    output,
                     replayed: false,
                 })
             }
-            Claim::Replay(recorded) => Ok(Executed {
-                recorded,
-                replayed: true,
-            }),
+            // The fingerprint names the command's type, so what was recorded under it is that
+            // command's output; anything else would be another request.
+            Claim::Replay(recorded) => match recorded.downcast_ref::<C::Output>() {
+                Some(output) => Ok(Executed {
+                    output: output.clone(),
+                    replayed: true,
+                }),
+                None => Err(reused()),
+            },
             Claim::InFlight => Err(ApiError::new(
                 &kind::IDEMPOTENCY_IN_FLIGHT,
                 "a request with this Idempotency-Key is still being processed; retry shortly",
             )),
-            Claim::Mismatch => Err(ApiError::new(
-                &kind::IDEMPOTENCY_KEY_REUSED,
-                "this Idempotency-Key was already used for a different request",
-            )),
+            Claim::Mismatch => Err(reused()),
             Claim::Full => Err(ApiError::new(
                 &kind::UNAVAILABLE,
                 "the server holds its maximum of idempotency keys; retry later",
             )),
         }
     }
+}
+
+fn reused() -> ApiError {
+    ApiError::new(
+        &kind::IDEMPOTENCY_KEY_REUSED,
+        "this Idempotency-Key was already used for a different request",
+    )
 }
 
 /// The answer to "may I run this request?".
@@ -374,6 +365,51 @@ mod tests {
         ticket.finish(1);
         assert!(matches!(store.claim(key("b"), a), Claim::Full));
         assert!(matches!(store.claim(key("a"), a), Claim::Replay(1)));
+    }
+
+    fn core() -> Core {
+        use crate::domain::events::MemoryEventLog;
+        use crate::domain::pagination::CursorCodec;
+        use crate::domain::store::MemoryStore;
+        let store = Arc::new(MemoryStore::new());
+        crate::domain::seed::load(store.as_ref(), 0);
+        Core::new(
+            store,
+            Arc::new(MemoryEventLog::new(1_000, 1_000)),
+            CursorCodec::new(b"test"),
+        )
+    }
+
+    #[test]
+    fn a_command_runs_once_per_key_and_another_command_on_the_same_key_is_refused() {
+        use crate::domain::command::{CancelOrder, CreateOrder};
+        use crate::domain::{Expect, NewOrder, Role};
+        let (core, store) = (
+            core(),
+            Arc::new(Idempotency::new(Duration::from_secs(60), 10)),
+        );
+        let who = Principal::new("test", Role::Admin);
+        let create = CreateOrder(NewOrder::parse("1", [("1", 1)]).unwrap());
+        let first = store.execute(&core, &who, Some("k"), &create).unwrap();
+        let again = store.execute(&core, &who, Some("k"), &create).unwrap();
+        assert_eq!((first.replayed, again.replayed), (false, true));
+        assert_eq!(first.output, again.output, "the first outcome, replayed");
+        // The fingerprint names the command: the same key on a cancel is another request.
+        let cancel = CancelOrder {
+            id: first.output.id,
+            reason: None,
+            expect: Expect::Any,
+        };
+        let error = store.execute(&core, &who, Some("k"), &cancel).unwrap_err();
+        assert_eq!(error.kind.slug, "idempotency-key-reused");
+        // Another principal's key of the same name is its own.
+        let other = Principal::new("other", Role::Admin);
+        assert!(
+            !store
+                .execute(&core, &other, Some("k"), &create)
+                .unwrap()
+                .replayed
+        );
     }
 
     #[test]

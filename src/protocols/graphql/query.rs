@@ -11,17 +11,35 @@ use super::types::{
     EventsMissed, ItemGql, OrderConnection, OrderEventGql, OrderFeedItem, OrderFilterInput,
     OrderGql, OrderOrder, PageInfo, ProductConnection, ProductEdge, ProductGql, StatusGql,
 };
+use crate::domain::Principal;
+use crate::domain::command::{AddItem, CancelOrder, Command, CreateOrder, UpdateOrder};
 use crate::domain::core::customer_ref;
 use crate::domain::feed::{self, EventFilter, FeedItem};
 use crate::domain::model::{CustomerId, Order, OrderId, ProductId};
 use crate::domain::pagination::{PageRequest, Position, SortSpec};
 use crate::domain::{DomainError, Expect, FieldViolation, NewItem, NewOrder, OrderChanges};
 use crate::gateway::ApiError;
-use crate::gateway::idempotency::Outcome;
 
 /// The `Idempotency-Key` header of the HTTP request, handed to mutations.
 #[derive(Debug, Clone, Default)]
 pub struct IdempotencyHeader(pub Option<String>);
+
+/// Runs `command` once per `Idempotency-Key` header of the HTTP request (handed to the
+/// mutation as [`IdempotencyHeader`]): the one place GraphQL binds idempotency.
+fn execute<C: Command>(
+    ctx: &Context<'_>,
+    who: &Principal,
+    command: &C,
+) -> Result<C::Output, ApiError> {
+    let app = app(ctx);
+    let key = ctx
+        .data_opt::<IdempotencyHeader>()
+        .and_then(|k| k.0.as_deref());
+    Ok(app
+        .idempotency
+        .execute(&app.core, who, key, command)?
+        .output)
+}
 
 /// Queries.
 pub struct QueryRoot;
@@ -251,7 +269,7 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: CreateOrderInput,
     ) -> async_graphql::Result<OrderPayload> {
-        let app = app(ctx);
+        let _app = app(ctx);
         let run = || -> Result<Order, ApiError> {
             let who = who(ctx)?;
             let command = NewOrder::parse(
@@ -262,17 +280,7 @@ impl MutationRoot {
                     .map(|i| (i.product_id.as_str(), i64::from(i.quantity))),
             )
             .map_err(ApiError::invalid)?;
-            let key = ctx
-                .data_opt::<IdempotencyHeader>()
-                .and_then(|k| k.0.as_deref());
-            let executed = app
-                .idempotency
-                .execute(who, key, "create_order", &command, || {
-                    app.core
-                        .create_order(who, command.clone())
-                        .map(Outcome::Order)
-                })?;
-            executed.order().cloned()
+            execute(ctx, who, &CreateOrder(command))
         };
         run()
             .map(|o| OrderPayload { order: OrderGql(o) })
@@ -285,7 +293,7 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: UpdateOrderInput,
     ) -> async_graphql::Result<OrderPayload> {
-        let app = app(ctx);
+        let _app = app(ctx);
         let run = || -> Result<Order, ApiError> {
             let who = who(ctx)?;
             let id = OrderId::parse(&input.id)?;
@@ -303,19 +311,13 @@ impl MutationRoot {
                 return Err(ApiError::invalid(violations));
             }
             let expect = expect(input.expected_version);
-            let key = ctx
-                .data_opt::<IdempotencyHeader>()
-                .and_then(|k| k.0.as_deref());
-            // The same operation and command as REST's PATCH: one key works on both.
-            let command = (id, &changes, &expect);
-            let executed = app
-                .idempotency
-                .execute(who, key, "update_order", &command, || {
-                    app.core
-                        .update_order(who, id, changes.clone(), &expect)
-                        .map(Outcome::Order)
-                })?;
-            executed.order().cloned()
+            // The same command as REST's PATCH: one key works on both.
+            let command = UpdateOrder {
+                id,
+                changes,
+                expect,
+            };
+            execute(ctx, who, &command)
         };
         run()
             .map(|o| OrderPayload { order: OrderGql(o) })
@@ -328,23 +330,17 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: CancelOrderInput,
     ) -> async_graphql::Result<OrderPayload> {
-        let app = app(ctx);
+        let _app = app(ctx);
         let run = || -> Result<Order, ApiError> {
             let who = who(ctx)?;
             let id = OrderId::parse(&input.id)?;
             let expect = expect(input.expected_version);
-            let key = ctx
-                .data_opt::<IdempotencyHeader>()
-                .and_then(|k| k.0.as_deref());
-            let command = (id, &input.reason, &expect);
-            let executed = app
-                .idempotency
-                .execute(who, key, "cancel_order", &command, || {
-                    app.core
-                        .cancel_order(who, id, input.reason.clone(), &expect)
-                        .map(Outcome::Order)
-                })?;
-            executed.order().cloned()
+            let command = CancelOrder {
+                id,
+                reason: input.reason.clone(),
+                expect,
+            };
+            execute(ctx, who, &command)
         };
         run()
             .map(|o| OrderPayload { order: OrderGql(o) })
@@ -357,38 +353,27 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: AddItemInput,
     ) -> async_graphql::Result<AddItemPayload> {
-        let app = app(ctx);
+        let _app = app(ctx);
         let run = || -> Result<AddItemPayload, ApiError> {
             let who = who(ctx)?;
             let id = OrderId::parse(&input.order_id)?;
             let item = NewItem::parse(&input.product_id, i64::from(input.quantity))
                 .map_err(ApiError::invalid)?;
             let expect = expect(input.expected_version);
-            let key = ctx
-                .data_opt::<IdempotencyHeader>()
-                .and_then(|k| k.0.as_deref());
-            let command = (id, &item, &expect);
-            let executed = app
-                .idempotency
-                .execute(who, key, "add_item", &command, || {
-                    app.core
-                        .add_item(who, id, item.clone(), &expect)
-                        .map(|(order, item_id)| Outcome::ItemAdded(order, item_id))
-                })?;
-            match executed.recorded {
-                Ok(Outcome::ItemAdded(order, item_id)) => {
-                    let item = order
-                        .item(item_id)
-                        .cloned()
-                        .ok_or_else(|| DomainError::Internal("added item missing".into()))?;
-                    Ok(AddItemPayload {
-                        order: OrderGql(order),
-                        item: ItemGql(item),
-                    })
-                }
-                Ok(_) => Err(DomainError::Internal("unexpected idempotent outcome".into()).into()),
-                Err(error) => Err(error.into()),
-            }
+            let command = AddItem {
+                order: id,
+                item,
+                expect,
+            };
+            let (order, item_id) = execute(ctx, who, &command)?;
+            let item = order
+                .item(item_id)
+                .cloned()
+                .ok_or_else(|| DomainError::Internal("added item missing".into()))?;
+            Ok(AddItemPayload {
+                order: OrderGql(order),
+                item: ItemGql(item),
+            })
         };
         run().map_err(|e| gql_error(ctx, e))
     }

@@ -14,16 +14,19 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{convert, deadline, pb, watch};
 use crate::domain::Core;
+use crate::domain::command::{
+    AddItem, CancelOrder, Command, CreateOrder, CreateOrders, UpdateOrder,
+};
 use crate::domain::core::{BulkElement, ORDER_SORT_FIELDS, customer_ref};
 use crate::domain::model::{CustomerId, OrderId, ProductId};
 use crate::domain::pagination::{Limit, PageRequest, Position, SortSpec};
 use crate::domain::{
-    DomainError, Expect, FieldViolation, NewItem, NewOrder, OrderChanges, OrderFilter, Principal,
+    Expect, FieldViolation, NewItem, NewOrder, OrderChanges, OrderFilter, Principal,
 };
 use crate::gateway::ApiError;
 use crate::gateway::error::grpc as status;
 use crate::gateway::error::kind;
-use crate::gateway::idempotency::Outcome;
+use crate::gateway::idempotency::Executed;
 use crate::gateway::trace::TraceId;
 use crate::protocols::AppState;
 use crate::protocols::state::StreamGuard;
@@ -46,6 +49,19 @@ impl OrdersService {
     /// A service over `app`.
     pub fn new(app: AppState) -> Self {
         Self { app }
+    }
+
+    /// Runs `command` once per `idempotency-key` metadata value of `who`: the one place gRPC
+    /// binds idempotency (unary calls and session commands alike).
+    fn execute<C: Command>(
+        &self,
+        who: &Principal,
+        key: Option<&str>,
+        command: &C,
+    ) -> Result<Executed<C::Output>, ApiError> {
+        self.app
+            .idempotency
+            .execute(&self.app.core, who, key, command)
     }
 }
 
@@ -148,17 +164,9 @@ impl OrdersService {
                 .map(|i| (i.product_id.as_str(), i.quantity)),
         )
         .map_err(ApiError::invalid)?;
-        // The same operation name and command as REST's POST /v1/orders: one key, one order.
-        let executed = self
-            .app
-            .idempotency
-            .execute(who, key, "create_order", &command, || {
-                self.app
-                    .core
-                    .create_order(who, command.clone())
-                    .map(Outcome::Order)
-            })?;
-        Ok((convert::order(executed.order()?), executed.replayed))
+        // The same command as REST's POST /v1/orders: one key, one order.
+        let executed = self.execute(who, key, &CreateOrder(command))?;
+        Ok((convert::order(&executed.output), executed.replayed))
     }
 
     fn update(
@@ -210,19 +218,14 @@ impl OrdersService {
             return Err(ApiError::invalid(violations));
         }
         let expect = expect(request.expected_version);
-        // The same operation and command as REST's PATCH /v1/orders/{id}.
-        let command = (id, &changes, &expect);
-        let executed = self
-            .app
-            .idempotency
-            .execute(who, key, "update_order", &command, || {
-                self.app
-                    .core
-                    .update_order(who, id, changes.clone(), &expect)
-                    .map(Outcome::Order)
-            })?;
+        // The same command as REST's PATCH /v1/orders/{id}.
+        let command = UpdateOrder {
+            id,
+            changes,
+            expect,
+        };
         // The core names the fields of the order ("customer_id"); here they sit in `order`.
-        let order = executed.order().map(convert::order).map_err(|mut error| {
+        let executed = self.execute(who, key, &command).map_err(|mut error| {
             error.violations = error
                 .violations
                 .into_iter()
@@ -230,7 +233,7 @@ impl OrdersService {
                 .collect();
             error
         })?;
-        Ok((order, executed.replayed))
+        Ok((convert::order(&executed.output), executed.replayed))
     }
 
     fn cancel(
@@ -242,17 +245,8 @@ impl OrdersService {
         let id = order_id(&request.id, "id")?;
         let reason = (!request.reason.is_empty()).then(|| request.reason.clone());
         let expect = expect(request.expected_version);
-        let command = (id, &reason, &expect);
-        let executed = self
-            .app
-            .idempotency
-            .execute(who, key, "cancel_order", &command, || {
-                self.app
-                    .core
-                    .cancel_order(who, id, reason.clone(), &expect)
-                    .map(Outcome::Order)
-            })?;
-        Ok((convert::order(executed.order()?), executed.replayed))
+        let executed = self.execute(who, key, &CancelOrder { id, reason, expect })?;
+        Ok((convert::order(&executed.output), executed.replayed))
     }
 
     fn get(&self, who: &Principal, request: &pb::GetOrderRequest) -> Result<pb::Order, ApiError> {
@@ -340,31 +334,21 @@ impl pb::orders_server::Orders for OrdersService {
             let item =
                 NewItem::parse(&message.product_id, message.quantity).map_err(ApiError::invalid)?;
             let expect = expect(message.expected_version);
-            // The same operation and command as REST's POST /v1/orders/{id}/items.
-            let command = (id, &item, &expect);
-            let executed = self.app.idempotency.execute(
-                &cx.who,
-                cx.idempotency_key.as_deref(),
-                "add_item",
-                &command,
-                || {
-                    self.app
-                        .core
-                        .add_item(&cx.who, id, item.clone(), &expect)
-                        .map(|(order, item_id)| Outcome::ItemAdded(order, item_id))
+            // The same command as REST's POST /v1/orders/{id}/items.
+            let command = AddItem {
+                order: id,
+                item,
+                expect,
+            };
+            let executed = self.execute(&cx.who, cx.idempotency_key.as_deref(), &command)?;
+            let (order, item_id) = &executed.output;
+            Ok((
+                pb::AddItemResponse {
+                    order: Some(convert::order(order)),
+                    item: order.item(*item_id).map(convert::item),
                 },
-            )?;
-            match &executed.recorded {
-                Ok(Outcome::ItemAdded(order, item_id)) => Ok((
-                    pb::AddItemResponse {
-                        order: Some(convert::order(order)),
-                        item: order.item(*item_id).map(convert::item),
-                    },
-                    executed.replayed,
-                )),
-                Ok(_) => Err(DomainError::Internal("unexpected idempotent outcome".into()).into()),
-                Err(error) => Err(error.clone().into()),
-            }
+                executed.replayed,
+            ))
         };
         let (response, replayed) = run().map_err(|e| cx.fail(e))?;
         Ok(cx.reply(response, replayed))
@@ -550,32 +534,14 @@ impl pb::orders_server::Orders for OrdersService {
             }
         }
         let executed = self
-            .app
-            .idempotency
             .execute(
                 &cx.who,
                 cx.idempotency_key.as_deref(),
-                "bulk_create_orders",
-                &commands,
-                || {
-                    self.app
-                        .core
-                        .create_orders(&cx.who, &commands)
-                        .map(Outcome::Bulk)
-                },
+                &CreateOrders(commands),
             )
             .map_err(|e| cx.fail(e))?;
-        let results = match &executed.recorded {
-            Ok(Outcome::Bulk(results)) => results,
-            Ok(_) => {
-                return Err(cx.fail(DomainError::Internal(
-                    "unexpected idempotent outcome".into(),
-                )));
-            }
-            Err(error) => return Err(cx.fail(error.clone())),
-        };
         let mut summary = pb::BulkCreateOrdersResponse::default();
-        for (index, result) in results.iter().enumerate() {
+        for (index, result) in executed.output.iter().enumerate() {
             let result = match result {
                 Ok(order) => {
                     summary.created += 1;

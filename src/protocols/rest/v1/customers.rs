@@ -7,12 +7,12 @@ use http::HeaderMap;
 use super::catalog::to_object;
 use super::dto::{CustomerV1, NewCustomerV1};
 use super::orders;
+use crate::domain::command::CreateCustomer;
 use crate::domain::core::CUSTOMER_SORT_FIELDS;
 use crate::domain::model::CustomerId;
-use crate::domain::{DomainError, NewCustomer, OrderFilter};
+use crate::domain::{NewCustomer, OrderFilter};
 use crate::gateway::ApiError;
 use crate::gateway::auth::Caller;
-use crate::gateway::idempotency::Outcome;
 use crate::protocols::AppState;
 use crate::protocols::rest::body::JsonBody;
 use crate::protocols::rest::conditional::content_etag;
@@ -52,21 +52,14 @@ pub async fn create(
     headers: HeaderMap,
     JsonBody(body): JsonBody<NewCustomerV1>,
 ) -> Result<Response, ApiError> {
-    let command = NewCustomer::from(body);
-    let executed = idempotent::run(&app, &who, &headers, "create_customer", &command, || {
-        app.core
-            .create_customer(&who, command.clone())
-            .map(Outcome::Customer)
-    })?;
-    let response = match &executed.recorded {
-        Ok(Outcome::Customer(customer)) => JsonResponse::created(
-            &format!("/v1/customers/{}", customer.id),
-            &CustomerV1::from(customer),
-        )
-        .into_response(),
-        Ok(_) => ApiError::from(DomainError::Internal("unexpected outcome".into())).into_response(),
-        Err(error) => ApiError::from(error.clone()).into_response(),
-    };
+    let command = CreateCustomer(NewCustomer::from(body));
+    let executed = idempotent::run(&app, &who, &headers, &command)?;
+    let customer = &executed.output;
+    let response = JsonResponse::created(
+        &format!("/v1/customers/{}", customer.id),
+        &CustomerV1::from(customer),
+    )
+    .into_response();
     Ok(idempotent::mark(&executed, response))
 }
 

@@ -13,6 +13,7 @@ use super::dto::{
     OrderV1, PatchOrderV1, ReplaceOrderV1,
 };
 use crate::domain::Core;
+use crate::domain::command::{AddItem, CancelOrder, CreateOrder, CreateOrders, UpdateOrder};
 use crate::domain::core::{BulkElement, ITEM_SORT_FIELDS, ORDER_SORT_FIELDS};
 use crate::domain::model::{Customer, CustomerId, ItemId, Order, OrderId};
 use crate::domain::{DomainError, FieldViolation, NewItem, OrderFilter, Principal};
@@ -20,7 +21,6 @@ use crate::gateway::ApiError;
 use crate::gateway::auth::Caller;
 use crate::gateway::error::kind;
 use crate::gateway::error::problem::problem_body;
-use crate::gateway::idempotency::Outcome;
 use crate::protocols::AppState;
 use crate::protocols::rest::body::{
     JsonBody, OptionalJsonBody, PatchBody, from_value, json_from, json_object_from,
@@ -152,18 +152,14 @@ pub async fn create(
     headers: HeaderMap,
     JsonBody(body): JsonBody<CreateOrderV1>,
 ) -> Result<Response, ApiError> {
-    let command = body.into_domain().map_err(invalid)?;
-    let executed = idempotent::run(&app, &who, &headers, "create_order", &command, || {
-        app.core
-            .create_order(&who, command.clone())
-            .map(Outcome::Order)
-    })?;
-    let response = executed.order().map(|order| {
+    let command = CreateOrder(body.into_domain().map_err(invalid)?);
+    let executed = idempotent::run(&app, &who, &headers, &command)?;
+    let order = &executed.output;
+    let response =
         JsonResponse::created(&format!("/v1/orders/{}", order.id), &OrderV1::from(order))
             .etag(&version_etag(order.version))
-            .into_response()
-    });
-    Ok(idempotent::mark(&executed, response.into_response()))
+            .into_response();
+    Ok(idempotent::mark(&executed, response))
 }
 
 /// `POST /v1/orders/bulk` -> 200 with one result per order; a bad element fails alone.
@@ -185,20 +181,9 @@ pub async fn bulk(
             parsed.into_domain()
         })
         .collect();
-    let executed = idempotent::run(
-        &app,
-        &who,
-        &headers,
-        "bulk_create_orders",
-        &commands,
-        || app.core.create_orders(&who, &commands).map(Outcome::Bulk),
-    )?;
-    let results = match &executed.recorded {
-        Ok(Outcome::Bulk(results)) => results,
-        Ok(_) => return Err(DomainError::Internal("unexpected idempotent outcome".into()).into()),
-        Err(error) => return Err(error.clone().into()),
-    };
-    let results: Vec<Value> = results
+    let executed = idempotent::run(&app, &who, &headers, &CreateOrders(commands))?;
+    let results: Vec<Value> = executed
+        .output
         .iter()
         .enumerate()
         .map(|(index, result)| match result {
@@ -261,16 +246,14 @@ pub async fn modify(
     let id = order_id(&id)?;
     let changes = body.into_domain().map_err(invalid)?;
     let expect = expected_version(&headers);
-    let command = (id, &changes, &expect);
-    let executed = idempotent::run(&app, &who, &headers, "update_order", &command, || {
-        app.core
-            .update_order(&who, id, changes.clone(), &expect)
-            .map(Outcome::Order)
-    })?;
-    let response = executed
-        .order()
-        .map(|order| order_body(order).into_response());
-    Ok(idempotent::mark(&executed, response.into_response()))
+    let command = UpdateOrder {
+        id,
+        changes,
+        expect,
+    };
+    let executed = idempotent::run(&app, &who, &headers, &command)?;
+    let response = order_body(&executed.output).into_response();
+    Ok(idempotent::mark(&executed, response))
 }
 
 /// `DELETE /v1/orders/{id}` -> 204; `If-Match`.
@@ -317,28 +300,20 @@ pub async fn add_item(
     let id = order_id(&id)?;
     let item = NewItem::parse(&body.product_id, body.quantity).map_err(invalid)?;
     let expect = expected_version(&headers);
-    let command = (id, &item, &expect);
-    let executed = idempotent::run(&app, &who, &headers, "add_item", &command, || {
-        app.core
-            .add_item(&who, id, item.clone(), &expect)
-            .map(|(order, item_id)| Outcome::ItemAdded(order, item_id))
-    })?;
-    let response = match &executed.recorded {
-        Ok(Outcome::ItemAdded(order, item_id)) => match order.item(*item_id) {
-            Some(item) => JsonResponse::created(
-                &format!("/v1/orders/{}/items/{}", order.id, item.id),
-                &ItemV1::from(item),
-            )
-            .into_response(),
-            None => {
-                ApiError::from(DomainError::Internal("added item missing".into())).into_response()
-            }
-        },
-        Ok(_) => ApiError::from(DomainError::Internal(
-            "unexpected idempotent outcome".into(),
-        ))
+    let command = AddItem {
+        order: id,
+        item,
+        expect,
+    };
+    let executed = idempotent::run(&app, &who, &headers, &command)?;
+    let (order, item_id) = &executed.output;
+    let response = match order.item(*item_id) {
+        Some(item) => JsonResponse::created(
+            &format!("/v1/orders/{}/items/{}", order.id, item.id),
+            &ItemV1::from(item),
+        )
         .into_response(),
-        Err(error) => ApiError::from(error.clone()).into_response(),
+        None => ApiError::from(DomainError::Internal("added item missing".into())).into_response(),
     };
     Ok(idempotent::mark(&executed, response))
 }
@@ -375,25 +350,19 @@ pub async fn cancel(
     let id = order_id(&id)?;
     let reason = body.and_then(|b| b.reason);
     let expect = expected_version(&headers);
-    let command = (id, &reason, &expect);
-    let executed = idempotent::run(&app, &who, &headers, "cancel_order", &command, || {
-        app.core
-            .cancel_order(&who, id, reason.clone(), &expect)
-            .map(Outcome::Order)
+    let command = CancelOrder { id, reason, expect };
+    let executed = idempotent::run(&app, &who, &headers, &command)?;
+    let order = &executed.output;
+    let resource = CancellationResourceV1::of(order).ok_or_else(|| {
+        ApiError::from(DomainError::Internal(
+            "cancelled order has no cancellation".into(),
+        ))
     })?;
-    let response = executed.order().and_then(|order| {
-        let resource = CancellationResourceV1::of(order).ok_or_else(|| {
-            ApiError::from(DomainError::Internal(
-                "cancelled order has no cancellation".into(),
-            ))
-        })?;
-        Ok(
-            JsonResponse::created(&format!("/v1/orders/{}/cancellation", order.id), &resource)
-                .etag(&version_etag(order.version))
-                .into_response(),
-        )
-    });
-    Ok(idempotent::mark(&executed, response.into_response()))
+    let response =
+        JsonResponse::created(&format!("/v1/orders/{}/cancellation", order.id), &resource)
+            .etag(&version_etag(order.version))
+            .into_response();
+    Ok(idempotent::mark(&executed, response))
 }
 
 /// `GET /v1/orders/{id}/cancellation`: 404 unless the order is cancelled.
