@@ -134,3 +134,103 @@ async fn a_page_over_the_configured_maximum_is_refused_on_rest_and_graphql_alike
         "{gql}"
     );
 }
+
+#[tokio::test]
+async fn an_oversized_bulk_gets_the_same_answer_on_rest_grpc_and_graphql() {
+    use polyport::protocols::grpc::pb::{CreateOrderRequest, NewItem};
+
+    let server = TestServer::start().await;
+    let order = json!({ "customer_id": "1", "items": [{ "product_id": "1", "quantity": 1 }] });
+    let rest = server
+        .post("/v1/orders/bulk")
+        .json(&json!({ "orders": vec![order; 101] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), 400);
+    let rest: Value = rest.json().await.unwrap();
+
+    let mut client = OrdersClient::new(server.grpc_channel().await);
+    let create = CreateOrderRequest {
+        customer_id: "1".into(),
+        items: vec![NewItem {
+            product_id: "1".into(),
+            quantity: 1,
+        }],
+    };
+    let grpc = client
+        .bulk_create_orders(tokio_stream::iter(vec![create; 101]))
+        .await
+        .unwrap_err();
+
+    let one = r#"{customerId: "1", items: [{productId: "1", quantity: 1}]}"#;
+    let all = vec![one; 101].join(", ");
+    let gql = graphql(
+        &server,
+        &format!("mutation {{ createOrders(input: {{orders: [{all}]}}) {{ created }} }}"),
+    )
+    .await;
+    let error = &gql["errors"][0];
+
+    assert_eq!(rest["type"], "/problems/validation", "{rest}");
+    assert_eq!(rest["errors"][0]["field"], "orders", "{rest}");
+    assert_eq!(grpc.code(), tonic::Code::InvalidArgument, "{grpc:?}");
+    assert_eq!(grpc.message(), rest["detail"], "{grpc:?}");
+    assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{gql}");
+    assert_eq!(error["extensions"]["type"], rest["type"], "{gql}");
+    assert_eq!(error["extensions"]["errors"][0]["field"], "orders", "{gql}");
+    assert_eq!(error["message"], rest["detail"], "{gql}");
+    let listed: Value = server
+        .get("/v1/orders?limit=100")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["data"].as_array().unwrap().len(),
+        24,
+        "nothing was created anywhere"
+    );
+}
+
+#[tokio::test]
+async fn a_graphql_bulk_answers_each_order_alone_as_rest_does() {
+    let server = TestServer::start().await;
+    let gql = graphql(
+        &server,
+        r#"mutation { createOrders(input: {orders: [
+            {customerId: "1", items: [{productId: "1", quantity: 1}]},
+            {customerId: "1", items: [{productId: "1", quantity: 0}]}
+        ]}) { created failed results { index order { id } error { code type status errors { field } } } } }"#,
+    )
+    .await;
+    assert!(gql.get("errors").is_none(), "{gql}");
+    let payload = &gql["data"]["createOrders"];
+    assert_eq!(
+        (payload["created"].clone(), payload["failed"].clone()),
+        (json!(1), json!(1)),
+        "{gql}"
+    );
+    let rest: Value = server
+        .post("/v1/orders/bulk")
+        .json(&json!({ "orders": [{ "customer_id": "1", "items": [{ "product_id": "1", "quantity": 0 }] }] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let failed = &payload["results"][1]["error"];
+    assert_eq!(
+        failed["status"], rest["results"][0]["status"],
+        "{gql} {rest}"
+    );
+    assert_eq!(
+        failed["type"], rest["results"][0]["error"]["type"],
+        "{gql} {rest}"
+    );
+    assert_eq!(failed["code"], "BAD_USER_INPUT");
+    assert!(payload["results"][0]["order"]["id"].is_string(), "{gql}");
+}

@@ -11,8 +11,12 @@ use super::types::{
     EventsMissed, ItemGql, OrderConnection, OrderEventGql, OrderFeedItem, OrderFilterInput,
     OrderGql, OrderOrder, PageInfo, ProductConnection, ProductEdge, ProductGql, StatusGql,
 };
+use crate::domain::Core;
 use crate::domain::Principal;
-use crate::domain::command::{AddItem, CancelOrder, Command, CreateOrder, UpdateOrder};
+use crate::domain::command::{
+    AddItem, CancelOrder, Command, CreateOrder, CreateOrders, UpdateOrder,
+};
+use crate::domain::core::BulkElement;
 use crate::domain::core::customer_ref;
 use crate::domain::feed::{self, EventFilter, FeedItem};
 use crate::domain::model::{CustomerId, Order, OrderId, ProductId};
@@ -218,6 +222,60 @@ pub struct DeleteOrderInput {
     pub expected_version: Option<u64>,
 }
 
+/// The input of `createOrders`.
+#[derive(InputObject)]
+pub struct CreateOrdersInput {
+    /// 1 to 100 orders; each is created, or fails, on its own.
+    pub orders: Vec<CreateOrderInput>,
+}
+
+/// A bad field of a failed element.
+#[derive(SimpleObject)]
+pub struct FieldErrorGql {
+    /// The field, as the element names it.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Why one element of `createOrders` failed: the error table's row, as a resolver error's
+/// `extensions` would carry it.
+#[derive(SimpleObject)]
+pub struct BulkErrorGql {
+    /// The table's GraphQL code (`BAD_USER_INPUT`, `FORBIDDEN`, ...).
+    pub code: &'static str,
+    /// What happened.
+    pub message: String,
+    /// The problem type, as REST's bulk result shows it.
+    pub r#type: String,
+    /// The HTTP status REST gives the element.
+    pub status: u16,
+    /// Each bad field.
+    pub errors: Vec<FieldErrorGql>,
+}
+
+/// One element of `createOrders`, by its position in the input.
+#[derive(SimpleObject)]
+pub struct BulkResultGql {
+    /// The element's index in `orders`.
+    pub index: usize,
+    /// The order created, when it was.
+    pub order: Option<OrderGql>,
+    /// Why not, when it was not.
+    pub error: Option<BulkErrorGql>,
+}
+
+/// The result of `createOrders`: one result per element, and the counts.
+#[derive(SimpleObject)]
+pub struct CreateOrdersPayload {
+    /// One per element, in order.
+    pub results: Vec<BulkResultGql>,
+    /// How many were created.
+    pub created: usize,
+    /// How many failed.
+    pub failed: usize,
+}
+
 /// The result of an order mutation.
 #[derive(SimpleObject)]
 pub struct OrderPayload {
@@ -269,7 +327,6 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: CreateOrderInput,
     ) -> async_graphql::Result<OrderPayload> {
-        let _app = app(ctx);
         let run = || -> Result<Order, ApiError> {
             let who = who(ctx)?;
             let command = NewOrder::parse(
@@ -287,13 +344,77 @@ impl MutationRoot {
             .map_err(|e| gql_error(ctx, e))
     }
 
+    /// Creates many orders at once (1 to 100, the limit REST and gRPC share); each element
+    /// succeeds or fails alone. Honours `Idempotency-Key` for the whole batch.
+    async fn create_orders(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateOrdersInput,
+    ) -> async_graphql::Result<CreateOrdersPayload> {
+        let run = || -> Result<CreateOrdersPayload, ApiError> {
+            let who = who(ctx)?;
+            Core::check_bulk_size(input.orders.len())?;
+            let orders: Vec<BulkElement> = input
+                .orders
+                .iter()
+                .map(|order| {
+                    NewOrder::parse(
+                        order.customer_id.as_str(),
+                        order
+                            .items
+                            .iter()
+                            .map(|i| (i.product_id.as_str(), i64::from(i.quantity))),
+                    )
+                })
+                .collect();
+            let results: Vec<BulkResultGql> = execute(ctx, who, &CreateOrders(orders))?
+                .into_iter()
+                .enumerate()
+                .map(|(index, result)| match result {
+                    Ok(order) => BulkResultGql {
+                        index,
+                        order: Some(OrderGql(order)),
+                        error: None,
+                    },
+                    Err(error) => {
+                        let error = ApiError::from(error);
+                        BulkResultGql {
+                            index,
+                            order: None,
+                            error: Some(BulkErrorGql {
+                                code: error.kind.graphql,
+                                r#type: error.kind.type_uri(),
+                                status: error.kind.status.as_u16(),
+                                errors: error
+                                    .violations
+                                    .into_iter()
+                                    .map(|v| FieldErrorGql {
+                                        field: v.field,
+                                        message: v.message,
+                                    })
+                                    .collect(),
+                                message: error.detail,
+                            }),
+                        }
+                    }
+                })
+                .collect();
+            let created = results.iter().filter(|r| r.order.is_some()).count();
+            Ok(CreateOrdersPayload {
+                failed: results.len() - created,
+                created,
+                results,
+            })
+        };
+        run().map_err(|e| gql_error(ctx, e))
+    }
+
     /// Changes the fields given.
     async fn update_order(
         &self,
         ctx: &Context<'_>,
         input: UpdateOrderInput,
     ) -> async_graphql::Result<OrderPayload> {
-        let _app = app(ctx);
         let run = || -> Result<Order, ApiError> {
             let who = who(ctx)?;
             let id = OrderId::parse(&input.id)?;
@@ -330,7 +451,6 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: CancelOrderInput,
     ) -> async_graphql::Result<OrderPayload> {
-        let _app = app(ctx);
         let run = || -> Result<Order, ApiError> {
             let who = who(ctx)?;
             let id = OrderId::parse(&input.id)?;
@@ -353,7 +473,6 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: AddItemInput,
     ) -> async_graphql::Result<AddItemPayload> {
-        let _app = app(ctx);
         let run = || -> Result<AddItemPayload, ApiError> {
             let who = who(ctx)?;
             let id = OrderId::parse(&input.order_id)?;
