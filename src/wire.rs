@@ -181,7 +181,7 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::domain::model::{CustomerId, Order, OrderId, OrderStatus};
+    use crate::domain::model::{Order, OrderId};
 
     fn event(seq: u64) -> Event {
         let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
@@ -190,18 +190,7 @@ mod tests {
             occurred_at: now,
             order_id: OrderId(1),
             change: Change::Created,
-            order: Order {
-                id: OrderId(1),
-                customer_id: CustomerId(1),
-                status: OrderStatus::Pending,
-                items: Vec::new(),
-                currency: "USD".into(),
-                created_at: now,
-                updated_at: now,
-                version: 1,
-                cancellation: None,
-                next_item_id: 1,
-            },
+            order: Order::sample(1, 1, now),
         }
     }
 

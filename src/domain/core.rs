@@ -245,26 +245,14 @@ impl Core {
 
     /// The key of `order` in a list sorted by `sort`, to build a cursor pointing at it.
     pub fn order_key(&self, order: &Order, sort: &super::pagination::SortSpec) -> RowKey {
-        RowKey {
-            values: sort
-                .terms()
-                .iter()
-                .map(|term| order_sort_value(order, term.field))
-                .collect(),
-            id: order.id.0,
-        }
+        RowKey::of(sort, order.id.0, |field| order_sort_value(order, field))
     }
 
     /// The key of `product` in a list sorted by `sort`.
     pub fn product_key(&self, product: &Product, sort: &super::pagination::SortSpec) -> RowKey {
-        RowKey {
-            values: sort
-                .terms()
-                .iter()
-                .map(|term| product_sort_value(product, term.field))
-                .collect(),
-            id: product.id.0,
-        }
+        RowKey::of(sort, product.id.0, |field| {
+            product_sort_value(product, field)
+        })
     }
 
     /// How many orders `who` sees match `filter` (a full scan, as `SELECT count(*)` without an

@@ -230,22 +230,9 @@ impl EventLog for MemoryEventLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::model::{CustomerId, OrderStatus};
 
     fn order(id: u64) -> Order {
-        let now = SystemTime::now();
-        Order {
-            id: OrderId(id),
-            customer_id: CustomerId(1),
-            status: OrderStatus::Pending,
-            items: Vec::new(),
-            currency: "USD".into(),
-            created_at: now,
-            updated_at: now,
-            version: 1,
-            cancellation: None,
-            next_item_id: 1,
-        }
+        Order::sample(id, 1, SystemTime::now())
     }
 
     #[test]

@@ -192,23 +192,11 @@ async fn follow_events<F, Fut>(
 mod tests {
     use super::*;
     use crate::domain::events::{Change, MemoryEventLog};
-    use crate::domain::model::{Order, OrderStatus};
+    use crate::domain::model::Order;
     use std::time::SystemTime;
 
     fn order(id: u64, customer: u64) -> Order {
-        let now = SystemTime::now();
-        Order {
-            id: OrderId(id),
-            customer_id: CustomerId(customer),
-            status: OrderStatus::Pending,
-            items: Vec::new(),
-            currency: "USD".into(),
-            created_at: now,
-            updated_at: now,
-            version: 1,
-            cancellation: None,
-            next_item_id: 1,
-        }
+        Order::sample(id, customer, SystemTime::now())
     }
 
     async fn collect(

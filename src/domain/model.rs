@@ -257,3 +257,22 @@ impl Order {
         self.items.iter().find(|item| item.id == id)
     }
 }
+
+#[cfg(test)]
+impl Order {
+    /// A pending order with no items, for unit tests that need one to exist.
+    pub(crate) fn sample(id: u64, customer: u64, at: SystemTime) -> Self {
+        Self {
+            id: OrderId(id),
+            customer_id: CustomerId(customer),
+            status: OrderStatus::Pending,
+            items: Vec::new(),
+            currency: "USD".into(),
+            created_at: at,
+            updated_at: at,
+            version: 1,
+            cancellation: None,
+            next_item_id: 1,
+        }
+    }
+}

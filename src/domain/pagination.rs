@@ -161,6 +161,16 @@ pub struct RowKey {
     pub id: u64,
 }
 
+impl RowKey {
+    /// The key of row `id` in a list sorted by `sort`, reading each term's value with `value`.
+    pub fn of(sort: &SortSpec, id: u64, mut value: impl FnMut(&str) -> SortValue) -> Self {
+        Self {
+            values: sort.terms().iter().map(|term| value(term.field)).collect(),
+            id,
+        }
+    }
+}
+
 /// How many rows a page holds: 1 to the configured maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit(usize);

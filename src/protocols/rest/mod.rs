@@ -90,6 +90,17 @@ impl JsonResponse {
         Self::new(StatusCode::OK, body)
     }
 
+    /// A read of a resource whose ETag is its content: 200 with a strong ETag digested from
+    /// the body and `caching`, or 304 when the client's `If-None-Match` already holds it.
+    pub fn representation(body: &impl Serialize, caching: Caching, request: &HeaderMap) -> Self {
+        let response = Self::ok(body);
+        let etag = conditional::content_etag(&response.body);
+        response
+            .etag(&etag)
+            .caching(caching)
+            .or_not_modified(request)
+    }
+
     /// 201 Created, with the new resource's `Location`.
     pub fn created(location: &str, body: &impl Serialize) -> Self {
         Self::new(StatusCode::CREATED, body).header(LOCATION, location)

@@ -9,7 +9,6 @@ use crate::domain::core::PRODUCT_SORT_FIELDS;
 use crate::domain::model::ProductId;
 use crate::gateway::ApiError;
 use crate::protocols::AppState;
-use crate::protocols::rest::conditional::content_etag;
 use crate::protocols::rest::listing::{self, ListSpec};
 use crate::protocols::rest::{Caching, JsonResponse};
 
@@ -45,12 +44,7 @@ pub async fn read(
 ) -> Result<Response, ApiError> {
     let product = app.core.product(ProductId::parse(&id)?)?;
     let body = ProductV1::from(&product);
-    let etag = content_etag(&serde_json::to_vec(&body).expect("serializable"));
-    Ok(JsonResponse::ok(&body)
-        .etag(&etag)
-        .caching(Caching::Public)
-        .or_not_modified(&headers)
-        .into_response())
+    Ok(JsonResponse::representation(&body, Caching::Public, &headers).into_response())
 }
 
 /// A wire type as a JSON object, for sparse fieldsets.

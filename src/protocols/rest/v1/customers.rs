@@ -15,7 +15,6 @@ use crate::gateway::ApiError;
 use crate::gateway::auth::Caller;
 use crate::protocols::AppState;
 use crate::protocols::rest::body::JsonBody;
-use crate::protocols::rest::conditional::content_etag;
 use crate::protocols::rest::idempotent;
 use crate::protocols::rest::listing::{self, ListSpec};
 use crate::protocols::rest::{Caching, JsonResponse};
@@ -72,12 +71,7 @@ pub async fn read(
 ) -> Result<Response, ApiError> {
     let customer = app.core.customer(&who, CustomerId::parse(&id)?)?;
     let body = CustomerV1::from(&customer);
-    let etag = content_etag(&serde_json::to_vec(&body).expect("serializable"));
-    Ok(JsonResponse::ok(&body)
-        .etag(&etag)
-        .caching(Caching::Private)
-        .or_not_modified(&headers)
-        .into_response())
+    Ok(JsonResponse::representation(&body, Caching::Private, &headers).into_response())
 }
 
 /// `GET /v1/customers/{id}/orders`: the orders list, fixed to one customer.

@@ -25,7 +25,7 @@ use crate::protocols::AppState;
 use crate::protocols::rest::body::{
     JsonBody, OptionalJsonBody, PatchBody, from_value, json_from, json_object_from,
 };
-use crate::protocols::rest::conditional::{content_etag, expected_version, version_etag};
+use crate::protocols::rest::conditional::{expected_version, version_etag};
 use crate::protocols::rest::idempotent;
 use crate::protocols::rest::listing::{self, ListParams, ListSpec};
 use crate::protocols::rest::{Caching, JsonResponse};
@@ -329,12 +329,7 @@ pub async fn read_item(
         .core
         .item(&who, order_id(&id)?, ItemId::parse(&item_id)?)?;
     let body = ItemV1::from(&item);
-    let etag = content_etag(&serde_json::to_vec(&body).expect("serializable"));
-    Ok(JsonResponse::ok(&body)
-        .etag(&etag)
-        .caching(Caching::Private)
-        .or_not_modified(&headers)
-        .into_response())
+    Ok(JsonResponse::representation(&body, Caching::Private, &headers).into_response())
 }
 
 // ---- cancellation ----
