@@ -68,7 +68,10 @@ impl App {
             config.events.subscriber_buffer,
         ));
         let secret = if config.pagination.cursor_secret.is_empty() {
-            uuid::Uuid::new_v4().as_bytes().to_vec()
+            // A fresh signing key per process: cursors then last as long as the process does.
+            let mut key = vec![0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| format!("the OS random source failed: {e}"))?;
+            key
         } else {
             config.pagination.cursor_secret.as_bytes().to_vec()
         };
