@@ -195,7 +195,30 @@ pub fn sparse(mut object: Map<String, Value>, params: &ListParams) -> Value {
 }
 
 /// The list response for `page`: the envelope
-/// `{"data": [...], "next_cursor": ..., "has_more": ...}` with each row rendered by `row`.
+/// `{"data": [...], "next_cursor": ..., "has_more": ...}`, each row as its wire type `wire`
+/// gives it, cut to `?fields=`.
+pub fn respond_sparse<T, W: serde::Serialize>(
+    page: &Page<T>,
+    params: &ListParams,
+    cursors: &CursorCodec,
+    caching: Caching,
+    wire: impl Fn(&T) -> W,
+) -> Response {
+    respond(page, params, cursors, caching, |row| {
+        sparse(to_object(&wire(row)), params)
+    })
+}
+
+/// A wire type as a JSON object, for sparse fieldsets.
+pub fn to_object(value: &impl serde::Serialize) -> serde_json::Map<String, Value> {
+    match serde_json::to_value(value) {
+        Ok(Value::Object(map)) => map,
+        _ => unreachable!("wire types serialize to JSON objects"),
+    }
+}
+
+/// Like [`respond_sparse`], with each row rendered by `row` (for rows that need more than
+/// their wire type: side-loads).
 pub fn respond<T>(
     page: &Page<T>,
     params: &ListParams,

@@ -2,7 +2,6 @@
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 
 use super::dto::ProductV1;
 use crate::domain::core::PRODUCT_SORT_FIELDS;
@@ -27,12 +26,12 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let params = listing::parse(query, &PRODUCTS, app.page_limits(), app.core.cursors())?;
     let page = app.core.list_products(&params.page);
-    Ok(listing::respond(
+    Ok(listing::respond_sparse(
         &page,
         &params,
         app.core.cursors(),
         Caching::Public,
-        |p| listing::sparse(to_object(&ProductV1::from(p)), &params),
+        |p| ProductV1::from(p),
     ))
 }
 
@@ -45,12 +44,4 @@ pub async fn read(
     let product = app.core.product(ProductId::parse(&id)?)?;
     let body = ProductV1::from(&product);
     Ok(JsonResponse::representation(&body, Caching::Public, &headers).into_response())
-}
-
-/// A wire type as a JSON object, for sparse fieldsets.
-pub fn to_object(value: &impl serde::Serialize) -> serde_json::Map<String, Value> {
-    match serde_json::to_value(value) {
-        Ok(Value::Object(map)) => map,
-        _ => unreachable!("wire types serialize to JSON objects"),
-    }
 }

@@ -4,7 +4,6 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 
-use super::catalog::to_object;
 use super::dto::{CustomerV1, NewCustomerV1};
 use super::orders;
 use crate::domain::command::CreateCustomer;
@@ -35,12 +34,12 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let params = listing::parse(query, &CUSTOMERS, app.page_limits(), app.core.cursors())?;
     let page = app.core.list_customers(&who, &params.page);
-    Ok(listing::respond(
+    Ok(listing::respond_sparse(
         &page,
         &params,
         app.core.cursors(),
         Caching::Private,
-        |c| listing::sparse(to_object(&CustomerV1::from(c)), &params),
+        |c| CustomerV1::from(c),
     ))
 }
 

@@ -7,7 +7,6 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-use super::catalog::to_object;
 use super::dto::{
     BulkV1, CancelV1, CancellationResourceV1, CreateOrderV1, CustomerV1, ItemV1, NewItemV1,
     OrderV1, PatchOrderV1, ReplaceOrderV1,
@@ -127,7 +126,7 @@ fn order_row(
     params: &ListParams,
     customers: &mut HashMap<CustomerId, Option<Customer>>,
 ) -> Value {
-    let mut object = to_object(&OrderV1::from(order));
+    let mut object = listing::to_object(&OrderV1::from(order));
     if !params.includes("items") {
         object.shift_remove("items");
     }
@@ -280,12 +279,12 @@ pub async fn list_items(
     let id = order_id(&id)?;
     let params = listing::parse(query, &ITEMS, app.page_limits(), app.core.cursors())?;
     let page = app.core.list_items(&who, id, &params.page)?;
-    Ok(listing::respond(
+    Ok(listing::respond_sparse(
         &page,
         &params,
         app.core.cursors(),
         Caching::Private,
-        |item| listing::sparse(to_object(&ItemV1::from(item)), &params),
+        |item| ItemV1::from(item),
     ))
 }
 
