@@ -913,6 +913,85 @@ async fn include_embeds_the_customer_and_the_items() {
     }
 }
 
+#[tokio::test]
+async fn one_order_side_loads_its_customer_and_each_items_product() {
+    let server = TestServer::start().await;
+    let plain = get_json(&server, "/v1/orders/1").await;
+    assert!(plain.get("customer").is_none(), "{plain}");
+
+    let order = get_json(&server, "/v1/orders/1?include=customer,items.product").await;
+    let customer_id = order["customer_id"].as_str().unwrap();
+    assert_eq!(
+        order["customer"],
+        get_json(&server, &format!("/v1/customers/{customer_id}")).await
+    );
+    let items = order["items"].as_array().unwrap();
+    assert!(!items.is_empty(), "{order}");
+    for (item, plain_item) in items.iter().zip(plain["items"].as_array().unwrap()) {
+        let product_id = item["product_id"].as_str().unwrap();
+        let product = get_json(&server, &format!("/v1/products/{product_id}")).await;
+        assert_eq!(item["product"], product, "{item}");
+        assert!(item["product"]["name"].is_string(), "{item}");
+        let mut without = item.as_object().unwrap().clone();
+        without.remove("product");
+        assert_eq!(&Value::Object(without), plain_item);
+    }
+
+    // The side-loaded representation has its own validator, and it revalidates.
+    let response = server
+        .get("/v1/orders/1?include=customer")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let etag = header(&response, "etag");
+    assert_ne!(etag, format!("\"{}\"", plain["version"]));
+    let again = server
+        .get("/v1/orders/1?include=customer")
+        .header(IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+
+    // The list takes the same dotted path.
+    let page = get_json(&server, "/v1/orders?limit=3&include=items.product").await;
+    for row in page["data"].as_array().unwrap() {
+        for item in row["items"].as_array().unwrap() {
+            assert_eq!(item["product"]["id"], item["product_id"], "{row}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_include_or_parameter_is_a_400_on_every_endpoint() {
+    let server = TestServer::start().await;
+    for path in [
+        "/v1/orders/1?include=bogus",
+        "/v1/orders/1?include=items.bogus",
+        "/v1/orders/1?colour=red",
+        "/v1/orders?include=bogus",
+        "/v1/customers/1?colour=red",
+        "/v1/products?colour=red",
+    ] {
+        let response = server.get(path).send().await.unwrap();
+        expect_problem(response, 400, "validation").await;
+    }
+    let customer = get_json(&server, "/v1/customers?limit=1").await["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = order_count(&server).await;
+    let response = server
+        .post("/v1/orders?colour=red")
+        .json(&new_order(&customer, &[("1", 1)]))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(response, 400, "validation").await;
+    assert_eq!(order_count(&server).await, before, "nothing was created");
+}
+
 // ---- 6. idempotency keys ----
 
 #[tokio::test]

@@ -57,7 +57,7 @@ pub struct ListParams {
 impl ListParams {
     /// True when `?include=` names `relation`.
     pub fn includes(&self, relation: &str) -> bool {
-        self.include.iter().any(|r| r == relation)
+        includes_relation(&self.include, relation)
     }
 }
 
@@ -143,25 +143,7 @@ pub fn parse(
     });
     let include = seen
         .remove("include")
-        .map(|raw| {
-            let names = split_list(&raw);
-            for name in &names {
-                if !spec.includes.contains(&name.as_str()) {
-                    violations.push(FieldViolation::new(
-                        "include",
-                        if spec.includes.is_empty() {
-                            "this list has no relations to include".to_owned()
-                        } else {
-                            format!(
-                                "cannot include '{name}'; relations: {}",
-                                spec.includes.join(", ")
-                            )
-                        },
-                    ));
-                }
-            }
-            names
-        })
+        .map(|raw| includes(&raw, spec.includes, "list", &mut violations))
         .unwrap_or_default();
     if !violations.is_empty() {
         return Err(ApiError::invalid(violations));
@@ -177,6 +159,93 @@ pub fn parse(
         include,
         filters: seen,
     })
+}
+
+/// True when `include` names `relation` itself or a path through it (`items.product`
+/// includes `items`).
+pub fn includes_relation(include: &[String], relation: &str) -> bool {
+    include.iter().any(|r| {
+        r == relation
+            || r.strip_prefix(relation)
+                .is_some_and(|rest| rest.starts_with('.'))
+    })
+}
+
+/// The relations `raw` names (`customer,items.product`), each checked against `allowed`.
+fn includes(
+    raw: &str,
+    allowed: &[&str],
+    what: &str,
+    violations: &mut Vec<FieldViolation>,
+) -> Vec<String> {
+    let names = split_list(raw);
+    for name in &names {
+        if !allowed.contains(&name.as_str()) {
+            violations.push(FieldViolation::new(
+                "include",
+                if allowed.is_empty() {
+                    format!("this {what} has no relations to include")
+                } else {
+                    format!("cannot include '{name}'; relations: {}", allowed.join(", "))
+                },
+            ));
+        }
+    }
+    names
+}
+
+/// The query of a request for one resource: at most `include`, with relations from
+/// `allowed` (an endpoint with none takes no parameter at all). As on lists, an unknown
+/// parameter is a 400, not ignored. Returns the relations to include.
+pub fn parse_single(
+    pairs: Vec<(String, String)>,
+    allowed: &[&str],
+) -> Result<Vec<String>, ApiError> {
+    let mut violations = Vec::new();
+    let mut include: Option<String> = None;
+    for (name, value) in pairs {
+        if name == "include" && !allowed.is_empty() {
+            if include.replace(value).is_some() {
+                violations.push(FieldViolation::new(name, "given more than once"));
+            }
+        } else {
+            let takes = if allowed.is_empty() {
+                "this endpoint takes no parameters".to_owned()
+            } else {
+                "this endpoint takes include".to_owned()
+            };
+            violations.push(FieldViolation::new(
+                name,
+                format!("unknown parameter; {takes}"),
+            ));
+        }
+    }
+    let names = include
+        .map(|raw| includes(&raw, allowed, "resource", &mut violations))
+        .unwrap_or_default();
+    if violations.is_empty() {
+        Ok(names)
+    } else {
+        Err(ApiError::invalid(violations))
+    }
+}
+
+/// An endpoint that takes no query parameter: anything in the query string is a 400 naming it.
+#[derive(Debug, Clone, Copy)]
+pub struct NoParameters;
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for NoParameters {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let pairs = url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect();
+        parse_single(pairs, &[]).map(|_| NoParameters)
+    }
 }
 
 fn split_list(raw: &str) -> Vec<String> {

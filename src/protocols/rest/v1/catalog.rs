@@ -8,6 +8,7 @@ use crate::domain::core::PRODUCT_SORT_FIELDS;
 use crate::domain::model::ProductId;
 use crate::gateway::ApiError;
 use crate::protocols::AppState;
+use crate::protocols::rest::listing::NoParameters;
 use crate::protocols::rest::listing::{self, ListSpec};
 use crate::protocols::rest::{Caching, JsonResponse};
 
@@ -38,6 +39,7 @@ pub async fn list(
 /// `GET /v1/products/{id}`
 pub async fn read(
     State(app): State<AppState>,
+    _: NoParameters,
     Path(id): Path<String>,
     headers: http::HeaderMap,
 ) -> Result<Response, ApiError> {

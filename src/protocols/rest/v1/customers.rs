@@ -15,6 +15,7 @@ use crate::gateway::auth::Caller;
 use crate::protocols::AppState;
 use crate::protocols::rest::body::JsonBody;
 use crate::protocols::rest::idempotent;
+use crate::protocols::rest::listing::NoParameters;
 use crate::protocols::rest::listing::{self, ListSpec};
 use crate::protocols::rest::{Caching, JsonResponse};
 
@@ -46,6 +47,7 @@ pub async fn list(
 /// `POST /v1/customers` -> 201; a taken email -> 409.
 pub async fn create(
     State(app): State<AppState>,
+    _: NoParameters,
     Caller(who): Caller,
     headers: HeaderMap,
     JsonBody(body): JsonBody<NewCustomerV1>,
@@ -64,6 +66,7 @@ pub async fn create(
 /// `GET /v1/customers/{id}`
 pub async fn read(
     State(app): State<AppState>,
+    _: NoParameters,
     Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,

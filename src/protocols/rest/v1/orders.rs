@@ -5,16 +5,16 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::dto::{
     BulkV1, CancelV1, CancellationResourceV1, CreateOrderV1, CustomerV1, ItemV1, NewItemV1,
-    OrderV1, PatchOrderV1, ReplaceOrderV1,
+    OrderV1, PatchOrderV1, ProductV1, ReplaceOrderV1,
 };
 use crate::domain::Core;
 use crate::domain::command::{AddItem, CancelOrder, CreateOrder, CreateOrders, UpdateOrder};
 use crate::domain::core::{BulkElement, ITEM_SORT_FIELDS, ORDER_SORT_FIELDS};
-use crate::domain::model::{Customer, CustomerId, ItemId, Order, OrderId};
+use crate::domain::model::{Customer, CustomerId, ItemId, Order, OrderId, Product, ProductId};
 use crate::domain::{DomainError, FieldViolation, NewItem, OrderFilter, Principal};
 use crate::gateway::ApiError;
 use crate::gateway::auth::Caller;
@@ -26,6 +26,7 @@ use crate::protocols::rest::body::{
 };
 use crate::protocols::rest::conditional::{expected_version, version_etag};
 use crate::protocols::rest::idempotent;
+use crate::protocols::rest::listing::NoParameters;
 use crate::protocols::rest::listing::{self, ListParams, ListSpec};
 use crate::protocols::rest::{Caching, JsonResponse};
 
@@ -41,12 +42,15 @@ const ORDER_FIELDS: &[&str] = &[
     "cancellation",
 ];
 
+/// What an order can side-load: its customer, its items, and each item's product.
+const ORDER_INCLUDES: &[&str] = &["customer", "items", "items.product"];
+
 /// `GET /v1/orders`
 pub const ORDERS: ListSpec = ListSpec {
     name: "orders",
     sortable: ORDER_SORT_FIELDS,
     fields: ORDER_FIELDS,
-    includes: &["customer", "items"],
+    includes: ORDER_INCLUDES,
     filters: &["status", "customer_id"],
 };
 
@@ -108,30 +112,57 @@ pub fn list_filtered(
         filter.customer_id = fixed.customer_id;
     }
     let page = app.core.list_orders(who, &filter, &params.page);
-    let mut customers = HashMap::new();
+    let mut loads = SideLoads::default();
     Ok(listing::respond(
         &page,
         &params,
         app.core.cursors(),
         Caching::Private,
-        |order| order_row(app, who, order, &params, &mut customers),
+        |order| order_row(app, who, order, &params, &mut loads),
     ))
 }
 
-/// One order in a list: items only with `include=items`, the customer with `include=customer`.
-fn order_row(
+/// What one request side-loads, read once however many rows name it.
+#[derive(Default)]
+struct SideLoads {
+    customers: HashMap<CustomerId, Option<Customer>>,
+    products: HashMap<ProductId, Option<Product>>,
+}
+
+/// An order with what `include` asks for: `customer` embeds the customer, `items.product`
+/// each item's product. (Whether a list row shows `items` at all is the list's business.)
+fn order_object(
     app: &AppState,
     who: &Principal,
     order: &Order,
-    params: &ListParams,
-    customers: &mut HashMap<CustomerId, Option<Customer>>,
-) -> Value {
+    include: &[String],
+    loads: &mut SideLoads,
+) -> Map<String, Value> {
     let mut object = listing::to_object(&OrderV1::from(order));
-    if !params.includes("items") {
-        object.shift_remove("items");
+    if include.iter().any(|i| i == "items.product") {
+        let items = order
+            .items
+            .iter()
+            .map(|item| {
+                let mut row = listing::to_object(&ItemV1::from(item));
+                let product = loads
+                    .products
+                    .entry(item.product_id)
+                    .or_insert_with(|| app.core.product(item.product_id).ok());
+                row.insert(
+                    "product".into(),
+                    product
+                        .as_ref()
+                        .map_or(Value::Null, |p| json!(ProductV1::from(p))),
+                );
+                Value::Object(row)
+            })
+            .collect();
+        object.insert("items".into(), Value::Array(items));
     }
-    if params.includes("customer") {
-        let customer = customers
+    if include.iter().any(|i| i == "customer") {
+        let customer = loads
+            .customers
             .entry(order.customer_id)
             .or_insert_with(|| app.core.customer(who, order.customer_id).ok());
         object.insert(
@@ -141,12 +172,29 @@ fn order_row(
                 .map_or(Value::Null, |c| json!(CustomerV1::from(c))),
         );
     }
+    object
+}
+
+/// One order in a list: items only with `include=items` (or `items.product`), the customer
+/// with `include=customer`.
+fn order_row(
+    app: &AppState,
+    who: &Principal,
+    order: &Order,
+    params: &ListParams,
+    loads: &mut SideLoads,
+) -> Value {
+    let mut object = order_object(app, who, order, &params.include, loads);
+    if !params.includes("items") {
+        object.shift_remove("items");
+    }
     listing::sparse(object, params)
 }
 
 /// `POST /v1/orders` -> 201 + Location; honours `Idempotency-Key`.
 pub async fn create(
     State(app): State<AppState>,
+    _: NoParameters,
     Caller(who): Caller,
     headers: HeaderMap,
     JsonBody(body): JsonBody<CreateOrderV1>,
@@ -164,6 +212,7 @@ pub async fn create(
 /// `POST /v1/orders/bulk` -> 200 with one result per order; a bad element fails alone.
 pub async fn bulk(
     State(app): State<AppState>,
+    _: NoParameters,
     Caller(who): Caller,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
@@ -204,20 +253,30 @@ pub async fn bulk(
 
 // ---- one order ----
 
-/// `GET /v1/orders/{id}` with `ETag`; `If-None-Match` -> 304.
+/// `GET /v1/orders/{id}` with `ETag`; `If-None-Match` -> 304. `?include=customer,items.product`
+/// side-loads as the list does (then the ETag is the representation's digest, since it
+/// changes with the customer or a product too, not only with the order's version).
 pub async fn read(
     State(app): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let include = listing::parse_single(query, ORDER_INCLUDES)?;
     let order = app.core.order(&who, order_id(&id)?)?;
-    Ok(order_body(&order).or_not_modified(&headers).into_response())
+    if include.iter().all(|i| i == "items") {
+        // Items are always part of one order: nothing to side-load.
+        return Ok(order_body(&order).or_not_modified(&headers).into_response());
+    }
+    let body = order_object(&app, &who, &order, &include, &mut SideLoads::default());
+    Ok(JsonResponse::representation(&body, Caching::Private, &headers).into_response())
 }
 
 /// `PUT /v1/orders/{id}`: replaces customer, status and items; `If-Match` -> 412 on mismatch.
 pub async fn replace(
     State(app): State<AppState>,
+    _: NoParameters,
     Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -237,6 +296,7 @@ pub async fn replace(
 /// `PATCH /v1/orders/{id}` (merge patch); `If-Match`, `Idempotency-Key`.
 pub async fn modify(
     State(app): State<AppState>,
+    _: NoParameters,
     Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -258,6 +318,7 @@ pub async fn modify(
 /// `DELETE /v1/orders/{id}` -> 204; `If-Match`.
 pub async fn remove(
     State(app): State<AppState>,
+    _: NoParameters,
     Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -291,6 +352,7 @@ pub async fn list_items(
 /// `POST /v1/orders/{id}/items` -> 201 + Location; `If-Match`, `Idempotency-Key`.
 pub async fn add_item(
     State(app): State<AppState>,
+    _: NoParameters,
     Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -320,6 +382,7 @@ pub async fn add_item(
 /// `GET /v1/orders/{id}/items/{item_id}`
 pub async fn read_item(
     State(app): State<AppState>,
+    _: NoParameters,
     Caller(who): Caller,
     Path((id, item_id)): Path<(String, String)>,
     headers: HeaderMap,
@@ -336,6 +399,7 @@ pub async fn read_item(
 /// `POST /v1/orders/{id}/cancellations` `{"reason"?}` -> 201; 409 once shipped.
 pub async fn cancel(
     State(app): State<AppState>,
+    _: NoParameters,
     Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -362,6 +426,7 @@ pub async fn cancel(
 /// `GET /v1/orders/{id}/cancellation`: 404 unless the order is cancelled.
 pub async fn read_cancellation(
     State(app): State<AppState>,
+    _: NoParameters,
     Caller(who): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {

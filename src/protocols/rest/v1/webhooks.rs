@@ -14,6 +14,7 @@ use crate::gateway::ApiError;
 use crate::gateway::auth::Caller;
 use crate::protocols::AppState;
 use crate::protocols::rest::body::{JsonBody, PatchBody};
+use crate::protocols::rest::listing::NoParameters;
 use crate::protocols::rest::{Caching, JsonResponse};
 use crate::webhooks::{
     self, Delivery, DeliveryId, Endpoint, EndpointChanges, EndpointId, EndpointStatus,
@@ -105,6 +106,7 @@ fn list(data: Vec<Value>) -> Response {
 /// `POST /v1/webhook-endpoints` -> 201 with the secret (shown this once).
 pub async fn create_endpoint(
     State(app): State<AppState>,
+    _: NoParameters,
     Manager(who): Manager,
     JsonBody(body): JsonBody<NewEndpointV1>,
 ) -> Result<Response, ApiError> {
@@ -126,6 +128,7 @@ pub async fn create_endpoint(
 /// `GET /v1/webhook-endpoints`
 pub async fn list_endpoints(
     State(app): State<AppState>,
+    _: NoParameters,
     Manager(who): Manager,
 ) -> Result<Response, ApiError> {
     let endpoints = app.webhooks.endpoints().list(&who)?;
@@ -135,6 +138,7 @@ pub async fn list_endpoints(
 /// `GET /v1/webhook-endpoints/{id}`
 pub async fn read_endpoint(
     State(app): State<AppState>,
+    _: NoParameters,
     Manager(who): Manager,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -150,6 +154,7 @@ pub async fn read_endpoint(
 /// `PATCH /v1/webhook-endpoints/{id}`; `{"status":"enabled"}` re-enables a disabled endpoint.
 pub async fn update_endpoint(
     State(app): State<AppState>,
+    _: NoParameters,
     Manager(who): Manager,
     Path(id): Path<String>,
     PatchBody(body): PatchBody<EndpointPatchV1>,
@@ -171,6 +176,7 @@ pub async fn update_endpoint(
 /// `DELETE /v1/webhook-endpoints/{id}` -> 204
 pub async fn delete_endpoint(
     State(app): State<AppState>,
+    _: NoParameters,
     Manager(who): Manager,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -184,6 +190,7 @@ pub async fn delete_endpoint(
 /// until `previous_secret_expires_at`.
 pub async fn rotate_secret(
     State(app): State<AppState>,
+    _: NoParameters,
     Manager(who): Manager,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -200,6 +207,7 @@ pub async fn rotate_secret(
 /// `POST /v1/webhook-endpoints/{id}/test` -> 202 with the queued ping delivery.
 pub async fn test_endpoint(
     State(app): State<AppState>,
+    _: NoParameters,
     Manager(who): Manager,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -220,6 +228,7 @@ pub async fn test_endpoint(
 /// `GET /v1/webhook-endpoints/{id}/deliveries`, newest first.
 pub async fn list_deliveries(
     State(app): State<AppState>,
+    _: NoParameters,
     Manager(who): Manager,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -236,6 +245,7 @@ pub async fn list_deliveries(
 /// `GET /v1/webhook-deliveries/{id}`
 pub async fn read_delivery(
     State(app): State<AppState>,
+    _: NoParameters,
     Manager(who): Manager,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -251,6 +261,7 @@ pub async fn read_delivery(
 /// `POST /v1/webhook-deliveries/{id}/retry` -> 202
 pub async fn retry_delivery(
     State(app): State<AppState>,
+    _: NoParameters,
     Manager(who): Manager,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -302,6 +313,7 @@ pub async fn receive(
 /// `GET /v1/webhooks/inbound`: what was received, newest first, with its processing state.
 pub async fn list_inbound(
     State(app): State<AppState>,
+    _: NoParameters,
     Manager(who): Manager,
 ) -> Result<Response, ApiError> {
     Ok(list(
