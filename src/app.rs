@@ -69,9 +69,7 @@ impl App {
         ));
         let secret = if config.pagination.cursor_secret.is_empty() {
             // A fresh signing key per process: cursors then last as long as the process does.
-            let mut key = vec![0u8; 32];
-            getrandom::fill(&mut key).map_err(|e| format!("the OS random source failed: {e}"))?;
-            key
+            crate::gateway::random::secret_bytes::<32>().to_vec()
         } else {
             config.pagination.cursor_secret.as_bytes().to_vec()
         };

@@ -4,7 +4,7 @@
 //! cross-cutting HTTP layers ([`trace`], [`gate`]), authentication ([`auth`]), the one error
 //! table ([`error`]) with its one rendering per protocol and the refusals written with them
 //! ([`refusal`]), and the protocol-neutral idempotency store ([`idempotency`]) and rate
-//! limiter ([`ratelimit`]).
+//! limiter ([`ratelimit`]), and random secrets ([`random`]).
 //!
 //! The gateway stands under the adapters: it imports the domain and the configuration, never
 //! `protocols` or `app` (`tests/architecture.rs` checks it).
@@ -13,6 +13,7 @@ pub mod auth;
 pub mod error;
 pub mod gate;
 pub mod idempotency;
+pub mod random;
 pub mod ratelimit;
 pub mod refusal;
 pub mod serve;

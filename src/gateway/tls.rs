@@ -17,7 +17,6 @@
 //! passes CRLs to the verifier), and certificates are read once at start-up (no hot reload: a
 //! renewed certificate needs a restart).
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +32,7 @@ use x509_parser::asn1_rs::ToDer;
 use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
 use crate::config::{ClientAuth, TlsConfig};
+use crate::gateway::random::hex;
 
 /// A TLS listener's settings, ready to use: what `gateway::serve` needs to wrap each
 /// accepted connection.
@@ -339,14 +339,6 @@ fn escape_value(value: &str, out: &mut String) {
             c => out.push(c),
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
 }
 
 #[cfg(test)]

@@ -28,9 +28,11 @@ pub const TRACE_ID_HEADER: HeaderName = HeaderName::from_static("x-trace-id");
 pub struct TraceId(String);
 
 impl TraceId {
-    /// A fresh random trace id.
+    /// A fresh random trace id, from the thread's own generator (seeded from the OS RNG): no
+    /// system call per request.
     pub fn random() -> Self {
-        Self(uuid::Uuid::new_v4().simple().to_string())
+        let id = rand::random::<u128>().max(1); // all zeros is not a valid trace id
+        Self(super::random::hex(&id.to_be_bytes()))
     }
 
     /// The trace id of a valid `traceparent` (`00-<trace id>-<parent id>-<flags>`), if it is one.

@@ -162,10 +162,3 @@ impl Shared {
         delivery
     }
 }
-
-/// `N` bytes from the operating system's RNG (secrets and jitter).
-fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut bytes = [0; N];
-    getrandom::fill(&mut bytes).expect("the OS RNG is available");
-    bytes
-}

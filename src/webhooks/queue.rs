@@ -348,7 +348,7 @@ fn jitter(delay: Duration, unit: f64) -> Duration {
 
 /// A random number from 0 to 1, from the OS RNG.
 fn random_unit() -> f64 {
-    let [byte] = super::random_bytes::<1>();
+    let [byte] = crate::gateway::random::secret_bytes::<1>();
     f64::from(byte) / 255.0
 }
 

@@ -28,7 +28,7 @@ impl Secret {
     /// A fresh random secret (24 bytes from the OS RNG).
     pub fn generate() -> Self {
         Self {
-            key: super::random_bytes::<24>().to_vec(),
+            key: crate::gateway::random::secret_bytes::<24>().to_vec(),
         }
     }
 

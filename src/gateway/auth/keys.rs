@@ -141,7 +141,10 @@ fn parse_hex(hex: &str) -> Option<[u8; 32]> {
 
 /// A fresh random key: `pp_` and 32 hex digits (128 bits from the OS RNG).
 pub fn generate() -> String {
-    format!("pp_{}", uuid::Uuid::new_v4().simple())
+    format!(
+        "pp_{}",
+        crate::gateway::random::hex(&crate::gateway::random::secret_bytes::<16>())
+    )
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{AuthConfig, ClientConfig};
 use crate::domain::Role;
+use crate::gateway::random::{hex, secret_bytes};
 
 /// The most revoked access-token ids remembered at once. Each is kept only until its token
 /// expires; past the bound a revocation is refused (503) until some expire.
@@ -259,7 +260,7 @@ impl TokenService {
     pub fn new(config: &AuthConfig) -> Result<Self, SetupError> {
         let t = &config.tokens;
         let secret = if t.hs256_secret.is_empty() {
-            random_bytes::<32>().to_vec()
+            secret_bytes::<32>().to_vec()
         } else {
             t.hs256_secret.as_bytes().to_vec()
         };
@@ -302,7 +303,7 @@ impl TokenService {
             }
         }
 
-        let hash_key = random_bytes::<32>();
+        let hash_key = secret_bytes::<32>();
         let clients = config
             .clients
             .iter()
@@ -381,7 +382,7 @@ impl TokenService {
     /// token of a new family.
     pub fn issue(&self, client: &Client) -> Result<IssuedTokens, GrantError> {
         let now = unix_now();
-        let family_id: [u8; 16] = random_bytes();
+        let family_id: [u8; 16] = secret_bytes();
         let (refresh_token, current) = self.new_refresh_token(&family_id);
         let (access_token, jti, exp) = self.sign_access(client, now);
         let mut store = self.lock_refresh();
@@ -543,7 +544,7 @@ impl TokenService {
     }
 
     fn sign_access(&self, client: &Client, now: u64) -> (String, String, u64) {
-        let jti = uuid::Uuid::new_v4().simple().to_string();
+        let jti = hex(&secret_bytes::<16>());
         let exp = now.saturating_add(self.access_ttl.as_secs());
         let claims = IssuedClaims {
             iss: &self.issuer,
@@ -576,7 +577,7 @@ impl TokenService {
     /// A refresh token is base64url(family id ‖ 32 random bytes); only its keyed hash is kept.
     fn new_refresh_token(&self, family_id: &[u8; 16]) -> (String, [u8; 32]) {
         let mut raw = family_id.to_vec();
-        raw.extend_from_slice(&random_bytes::<32>());
+        raw.extend_from_slice(&secret_bytes::<32>());
         let hash = keyed_hash(&self.hash_key, &raw);
         (URL_SAFE_NO_PAD.encode(&raw), hash)
     }
@@ -759,24 +760,10 @@ fn jwk_algorithm(jwk: &Jwk) -> Option<Algorithm> {
     (alg.family() == family && (family != AlgorithmFamily::Ec || alg == default)).then_some(alg)
 }
 
-/// Random bytes from the OS RNG, through uuid v4 like the rest of the crate (122 random bits
-/// per 16 bytes: 32 bytes carry 244 bits).
-fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut out = [0; N];
-    for chunk in out.chunks_mut(16) {
-        chunk.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..chunk.len()]);
-    }
-    out
-}
-
 fn keyed_hash(key: &[u8], value: &[u8]) -> [u8; 32] {
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key size");
     mac.update(value);
     mac.finalize().into_bytes().into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unix_now() -> u64 {

@@ -18,8 +18,7 @@ pub fn version_etag(version: u64) -> String {
 /// A strong ETag digested from a representation.
 pub fn content_etag(body: &[u8]) -> String {
     let digest = Sha256::digest(body);
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("\"{hex}\"")
+    format!("\"{}\"", crate::gateway::random::hex(&digest[..8]))
 }
 
 fn entity_tags(headers: &HeaderMap, name: http::HeaderName) -> Option<Vec<String>> {
