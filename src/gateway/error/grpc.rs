@@ -69,13 +69,22 @@ pub fn from_api(error: &ApiError, trace_id: Option<&TraceId>) -> Status {
 /// same faults over REST: a message over the size limit is `payload-too-large`,
 /// RESOURCE_EXHAUSTED (tonic says OUT_OF_RANGE); bytes that are not the expected protobuf
 /// message are `malformed-body`, INVALID_ARGUMENT (tonic says INTERNAL, which we keep for our
-/// own bugs). Other statuses pass through.
+/// own bugs); the bare UNIMPLEMENTED tonic's generated router answers for a method a service
+/// does not have is `route-not-found`, as an unknown service already is. Other statuses pass
+/// through.
 pub fn from_codec(status: Status, trace_id: Option<&TraceId>) -> Status {
     let kind = match status.code() {
         Code::OutOfRange if status.message().contains("message length too large") => {
             &kind::PAYLOAD_TOO_LARGE
         }
         Code::Internal if status.message().contains("decode") => &kind::MALFORMED_BODY,
+        Code::Unimplemented if status.details().is_empty() => {
+            let detail = match status.message() {
+                "" => "no such gRPC method on this service".to_owned(),
+                message => message.to_owned(),
+            };
+            return from_api(&ApiError::new(&kind::ROUTE_NOT_FOUND, detail), trace_id);
+        }
         _ => return status,
     };
     from_api(&ApiError::new(kind, status.message().to_owned()), trace_id)
@@ -93,9 +102,9 @@ pub async fn fix_codec_errors(
     let Some(status) = Status::from_header_map(response.headers()) else {
         return response;
     };
-    let code = status.code();
+    let (code, bare) = (status.code(), status.details().is_empty());
     let fixed = from_codec(status, trace_id.as_ref());
-    if fixed.code() != code {
+    if fixed.code() != code || (bare && !fixed.details().is_empty()) {
         let (parts, _) = fixed.into_http::<axum::body::Body>().into_parts();
         for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
             match parts.headers.get(name) {
