@@ -28,6 +28,7 @@ use crate::gateway::tls::Tls;
 use crate::gateway::{serve, trace};
 use crate::protocols;
 use crate::protocols::AppState;
+use crate::protocols::state::Shared;
 
 /// The server: the state every adapter shares, and the wiring that serves it. It derefs to
 /// that state ([`AppState`]), so `app.core` or `app.config` read as they do in an adapter.
@@ -78,7 +79,7 @@ impl App {
             max: config.pagination.max_limit,
         };
         let core = Core::new(store, events, CursorCodec::new(&secret)).with_page_limits(limits);
-        let state = AppState {
+        let state = AppState::new(Shared {
             gate: Arc::new(Gate {
                 auth,
                 limiter: Arc::new(RateLimiter::new(&config.rate_limit)),
@@ -94,7 +95,7 @@ impl App {
             streams: Arc::default(),
             health: tonic_health::server::HealthReporter::new(),
             draining: Arc::new(tokio::sync::watch::Sender::new(false)),
-        };
+        });
         Ok(Self { state })
     }
 

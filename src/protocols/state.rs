@@ -1,5 +1,5 @@
-//! The state every adapter reads, built once by `app` and cloned into each handler (a handful
-//! of `Arc`s). It lives here, under the wiring and beside the adapters that use it, so that no
+//! The state every adapter reads, built once by `app` and cloned into each handler (one `Arc`:
+//! a clone per request and middleware layer is one reference count, not one per part). It lives here, under the wiring and beside the adapters that use it, so that no
 //! adapter imports `app` and the imports between the parts of `src/` run one way.
 
 use std::sync::Arc;
@@ -12,9 +12,27 @@ use crate::gateway::gate::Gate;
 use crate::gateway::idempotency::{Idempotency, Recorded};
 use crate::webhooks::Webhooks;
 
-/// Shared state every adapter reads: cheap to clone.
+/// Shared state every adapter reads: cheap to clone (one `Arc`), read through `Deref`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// The handle to `shared`.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     /// The domain core.
     pub core: Arc<Core>,
     /// Idempotency keys, shared by every protocol.
@@ -37,7 +55,7 @@ pub struct AppState {
     pub(crate) draining: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
-impl AppState {
+impl Shared {
     /// Page sizes for list endpoints, on every protocol.
     pub fn page_limits(&self) -> PageLimits {
         self.core.page_limits()
