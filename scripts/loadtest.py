@@ -5,7 +5,7 @@ bare tonic) and examples/ws_roundtrip (WebSocket commands), against release buil
     scripts/loadtest.py BIN_DIR [--runs 3] [--seconds 10] [--connections 64]
                         [--only rest,rest_include,graphql,grpc,ws,hello_hyper,hello_tonic]
                         [--preload /usr/lib/x86_64-linux-gnu/libjemalloc.so.2] [--label NAME]
-                        [--server-env RUST_LOG=warn]
+                        [--server-env RUST_LOG=warn] [--node DIR]
 
 BIN_DIR holds polyport and examples/{hello_hyper,hello_tonic,ws_roundtrip} from the same release
 profile. Each server runs alone on core 0 and the load generator on core 1 (taskset), so they
@@ -14,6 +14,11 @@ a 2 s warm-up and one timed run. The table shows the median of each figure over 
 the server's CPU time per run comes from
 /proc/PID/stat (utime + stime) read before and after. Everything targets 127.0.0.1 and stops
 by itself. --preload starts the server with LD_PRELOAD (to compare allocators on one binary).
+
+--node DIR adds the Node.js peer (a copy of ../shared/peers/node with `npm install` done) as
+node_rest, node_graphql (mercurius with graphql-jit) and node_grpc, measured in the same rounds.
+Before each timed run one request is sent and its answer checked (2xx, and no GraphQL
+`errors`), so a figure never counts fast failures.
 """
 
 import argparse
@@ -25,6 +30,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 TICK = os.sysconf("SC_CLK_TCK")
 PORT = 18080
@@ -50,6 +56,11 @@ def rss_kib(pid):
 
 
 def start_server(cmd, preload=None, extra_env=()):
+    if isinstance(cmd, tuple):  # (argv, env, cwd): the Node peer
+        cmd, peer_env, cwd = cmd
+        extra_env = [*extra_env, *peer_env]
+    else:
+        cwd = None
     env = dict(os.environ)
     if preload:
         env["LD_PRELOAD"] = preload
@@ -57,7 +68,8 @@ def start_server(cmd, preload=None, extra_env=()):
         key, _, value = pair.partition("=")
         env[key] = value
     log = tempfile.NamedTemporaryFile(prefix="pp-server-", suffix=".log", delete=False)
-    proc = subprocess.Popen(["taskset", "-c", "0", *cmd], stdout=log, stderr=log, env=env)
+    proc = subprocess.Popen(["taskset", "-c", "0", *cmd], stdout=log, stderr=log, env=env,
+                            cwd=cwd)
     # Ready when the port accepts a connection (the "listening" log line may be filtered out).
     for _ in range(300):
         time.sleep(0.1)
@@ -107,7 +119,20 @@ def parse_ws(out):
     return {"requests": int(m.group(1)), "p99_ms": None, "errors": int(m.group(2))}
 
 
-def workloads(bin_dir, conns, tmp):
+def check_answer(path, body=None):
+    """One request, answer checked: 2xx, and for GraphQL no `errors`."""
+    request = urllib.request.Request(f"http://127.0.0.1:{PORT}{path}", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        text = response.read().decode()
+        assert 200 <= response.status < 300, (path, response.status, text[:300])
+    if path == "/graphql":
+        answer = json.loads(text)
+        assert "errors" not in answer and answer["data"]["order"]["customer"], text[:300]
+    return text
+
+
+def workloads(bin_dir, conns, tmp, node_dir=None):
     url = f"http://127.0.0.1:{PORT}"
     # Authentication and rate limits off (the gate still runs): the independent tools send no
     # credentials, and a load test is far over any sane per-caller quota.
@@ -140,15 +165,33 @@ def workloads(bin_dir, conns, tmp):
 
     hello_hyper = [f"{bin_dir}/examples/hello_hyper", "--addr", f"127.0.0.1:{PORT}"]
     hello_tonic = [f"{bin_dir}/examples/hello_tonic", "--addr", f"127.0.0.1:{PORT}"]
-    return {
+    graphql_body = json.dumps({"query": GRAPHQL_QUERY}).encode()
+    table = {
         "hello_hyper": (hello_hyper, wrk("/")),
-        "rest": (polyport, wrk("/v1/orders/1")),
-        "rest_include": (polyport, wrk("/v1/orders/1?include=customer,items")),
-        "graphql": (polyport, wrk("/graphql", ("-s", lua))),
+        "rest": (polyport, wrk("/v1/orders/1"), "/v1/orders/1"),
+        "rest_include": (polyport, wrk("/v1/orders/1?include=customer,items"),
+                         "/v1/orders/1?include=customer,items"),
+        # The same data as the GraphQL query: the order, its customer, each item's product.
+        "rest_nested": (polyport, wrk("/v1/orders/1?include=customer,items.product"),
+                        "/v1/orders/1?include=customer,items.product"),
+        "graphql": (polyport, wrk("/graphql", ("-s", lua)), "/graphql", graphql_body),
         "hello_tonic": (hello_tonic, h2load),
         "grpc": (polyport, h2load),
         "ws": (polyport, ws),
     }
+    if node_dir:
+        node = (["node", "server.mjs"], [f"PORT={PORT}", "HOST=127.0.0.1"], node_dir)
+        node_jit = (["node", "server.mjs"], [f"PORT={PORT}", "HOST=127.0.0.1", "GRAPHQL_JIT=1"],
+                    node_dir)
+
+        def node_h2load(secs):
+            cmd, parse = h2load(secs)
+            return [arg.replace(f":{PORT}/", f":{PORT + 1}/") for arg in cmd], parse
+
+        table["node_rest"] = (node, wrk("/v1/orders/1"), "/v1/orders/1")
+        table["node_graphql"] = (node_jit, wrk("/graphql", ("-s", lua)), "/graphql", graphql_body)
+        table["node_grpc"] = (node, node_h2load)
+    return table
 
 
 def main():
@@ -162,10 +205,12 @@ def main():
     parser.add_argument("--server-env", action="append", default=[],
                         help="KEY=VALUE for the server, e.g. RUST_LOG=warn (repeatable)")
     parser.add_argument("--label", default="")
+    parser.add_argument("--node", help="a copy of the Node peer with npm install done")
     args = parser.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="pp-load-")
-    table = workloads(os.path.abspath(args.bin_dir), args.connections, tmp)
+    node_dir = os.path.abspath(args.node) if args.node else None
+    table = workloads(os.path.abspath(args.bin_dir), args.connections, tmp, node_dir)
     names = args.only.split(",")
     runs = {name: [] for name in names}
     print(f"load average at start: {os.getloadavg()}", flush=True)
@@ -173,9 +218,11 @@ def main():
     # and the run it is compared with as close together in time as possible.
     for _ in range(args.runs):
         for name in names:
-            server_cmd, load = table[name]
+            server_cmd, load, *check = table[name]
             server = start_server(server_cmd, args.preload, args.server_env)
             try:
+                if check:
+                    check_answer(*check)
                 cmd, _ = load(2)
                 subprocess.run(["taskset", "-c", "1", *cmd], capture_output=True, check=True,
                                timeout=60)
