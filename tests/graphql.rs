@@ -1030,7 +1030,16 @@ async fn a_syntax_error_is_400_with_the_graphql_media_type_and_200_with_json() {
         assert!(has_no_data(&body), "{body}");
         let error = first_error(&body);
         assert!(error["message"].is_string(), "{body}");
-        assert!(error["extensions"]["code"].is_string(), "{body}");
+        // A row of the one error table, like every other error.
+        assert_eq!(
+            error["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+            "{body}"
+        );
+        assert_eq!(
+            error["extensions"]["type"], "/problems/query-invalid",
+            "{body}"
+        );
+        assert_eq!(error["extensions"]["status"], 400, "{body}");
         assert_eq!(error["extensions"]["trace_id"], answer.header(TRACE_ID));
     }
 }
@@ -1330,6 +1339,10 @@ async fn persisted_queries_miss_then_register_then_hit_over_post_and_get() {
     let body = miss.json();
     assert_eq!(first_error(&body)["message"], "PersistedQueryNotFound");
     assert_eq!(error_code(&body), "PERSISTED_QUERY_NOT_FOUND");
+    assert_eq!(
+        first_error(&body)["extensions"]["type"],
+        "/problems/persisted-query-not-found"
+    );
 
     // A hash that is not the query's is refused, and registers nothing.
     let wrong = Answer::of(server.post("/graphql").json(&json!({

@@ -37,6 +37,13 @@ pub fn to_graphql(error: &ApiError, trace_id: Option<&TraceId>) -> async_graphql
     })
 }
 
+/// Gives an error async-graphql raised by itself (a syntax or validation error, a limit, a
+/// persisted-query miss) the extensions of the row `kind`, keeping its message and locations.
+pub fn stamp(error: &mut ServerError, kind: &'static super::ProblemKind, trace_id: &TraceId) {
+    let rendered = to_graphql(&ApiError::new(kind, error.message.clone()), Some(trace_id));
+    error.extensions = rendered.extensions;
+}
+
 /// `error` as a request error (no path, no location): what a GraphQL response lists when the
 /// request was refused before it ran.
 pub fn request_error(error: &ApiError, trace_id: Option<&TraceId>) -> ServerError {

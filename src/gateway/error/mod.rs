@@ -121,6 +121,12 @@ pub mod kind {
         UNSUPPORTED_MEDIA_TYPE = "unsupported-media-type", UNSUPPORTED_MEDIA_TYPE, InvalidArgument, "BAD_REQUEST",
             "Unsupported media type",
             "Send JSON with Content-Type: application/json (PATCH also takes application/merge-patch+json).";
+        QUERY_INVALID = "query-invalid", BAD_REQUEST, InvalidArgument, "GRAPHQL_VALIDATION_FAILED",
+            "Invalid GraphQL document",
+            "The GraphQL query did not parse or validate against the schema, or it is over the depth or complexity limit. Nothing ran.";
+        PERSISTED_QUERY_NOT_FOUND = "persisted-query-not-found", NOT_FOUND, NotFound, "PERSISTED_QUERY_NOT_FOUND",
+            "Persisted query not found",
+            "The server does not know this persisted query's hash (Apollo APQ). Send the query text with the hash once; later requests may send the hash alone.";
         IDEMPOTENCY_KEY_REUSED = "idempotency-key-reused", UNPROCESSABLE_ENTITY, InvalidArgument, "IDEMPOTENCY_KEY_REUSED",
             "Idempotency-Key reused with a different request",
             "This key was used for a different request. Use a new key for a new request.";

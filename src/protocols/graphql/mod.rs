@@ -239,18 +239,20 @@ async fn execute(
         .errors
         .iter()
         .any(|e| e.message == "PersistedQueryNotFound");
-    // Errors from async-graphql itself (syntax, validation, limits) get a code and the trace id
-    // too, as resolver errors do from the one table.
+    // Errors from async-graphql itself (syntax, validation, limits, a persisted-query miss)
+    // are rows of the one table too, rendered like resolver errors.
     for error in &mut response.errors {
-        let extensions = error.extensions.get_or_insert_with(Default::default);
-        if extensions.get("code").is_none() {
-            let code = if error.message == "PersistedQueryNotFound" {
-                "PERSISTED_QUERY_NOT_FOUND"
+        if error
+            .extensions
+            .as_ref()
+            .is_none_or(|e| e.get("code").is_none())
+        {
+            let row = if error.message == "PersistedQueryNotFound" {
+                &kind::PERSISTED_QUERY_NOT_FOUND
             } else {
-                "GRAPHQL_VALIDATION_FAILED"
+                &kind::QUERY_INVALID
             };
-            extensions.set("code", code);
-            extensions.set("trace_id", trace.as_str());
+            crate::gateway::error::graphql::stamp(error, row, &trace);
         }
     }
     let status = if media == GRAPHQL_RESPONSE && request_error && !apq_miss {
