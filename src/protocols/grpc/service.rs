@@ -437,12 +437,14 @@ impl pb::orders_server::Orders for OrdersService {
                 }
                 let mut position = Position::Start;
                 loop {
-                    // Keyset pages of 100 along the id index: each page is a short read, and a
-                    // long list never holds the store while the client is slow.
+                    // Keyset pages along the id index, each the core's page maximum
+                    // (`pagination.max_limit`, as REST's and GraphQL's largest page): each page
+                    // is a short read, and a long list never holds the store while the client
+                    // is slow.
                     let request = PageRequest {
                         sort: sort.clone(),
                         position,
-                        limit: Limit::new(100),
+                        limit: Limit::new(app.page_limits().max),
                     };
                     let page = app.core.list_orders(&cx.who, &filter, &request);
                     for order in &page.rows {
