@@ -266,10 +266,11 @@ fn dev_certs(args: DevCertsArgs) -> ExitCode {
 }
 
 /// Logs to stderr through a non-blocking writer: a line is formatted on the thread that logs
-/// it, queued, and written by one writer thread in batches (one write per batch, flushed when the
-/// queue is empty, so a line appears at once on a quiet server), so the access log costs a request
-/// no system call. The queue holds 128 000 lines; when it is full a logging thread waits rather
-/// than drop a line. Lines still queued are written when the returned guard drops, at exit.
+/// it, queued, and written by one writer thread in batches (one write per batch, flushed when
+/// the queue is empty, so a line appears at once on a quiet server), so the access log costs a
+/// request no system call. The queue holds 128 000 lines; when it is full a logging thread
+/// waits rather than drop a line. Lines still queued are written when the returned guard
+/// drops, at exit.
 fn init_logging(default_level: &str) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter =

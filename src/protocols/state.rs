@@ -1,6 +1,7 @@
 //! The state every adapter reads, built once by `app` and cloned into each handler (one `Arc`:
-//! a clone per request and middleware layer is one reference count, not one per part). It lives here, under the wiring and beside the adapters that use it, so that no
-//! adapter imports `app` and the imports between the parts of `src/` run one way.
+//! a clone per request and middleware layer is one reference count, not one per part). It
+//! lives here, under the wiring and beside the adapters that use it, so that no adapter imports
+//! `app` and the imports between the parts of `src/` run one way.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
