@@ -413,3 +413,55 @@ async fn with_auth_off_two_addresses_do_not_share_a_websocket_message_quota() {
         "another address has a quota of its own"
     );
 }
+
+/// The kinds of the messages one gRPC `OrderSession` from `from` answers to four `GetOrder`
+/// commands (the call ends when the quota refuses one command too many).
+async fn session_kinds_from(server: &TestServer, from: std::net::Ipv4Addr) -> Vec<String> {
+    use pb::session_command::Command;
+    use pb::session_message::Kind;
+    let channel = tonic::transport::Endpoint::from_shared(server.url(""))
+        .unwrap()
+        .local_address(Some(from.into()))
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = pb::orders_client::OrdersClient::new(channel);
+    let commands = ["a", "b", "c", "d"].map(|id| pb::SessionCommand {
+        id: id.into(),
+        command: Some(Command::GetOrder(pb::GetOrderRequest { id: "1".into() })),
+    });
+    let request = tonic::Request::new(tokio_stream::iter(commands));
+    let mut session = client.order_session(request).await.unwrap().into_inner();
+    let mut kinds = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(message)) = session.message().await {
+            kinds.push(match message.kind {
+                Some(Kind::Order(_)) => format!("{}: order", message.id),
+                Some(Kind::Error(error)) => format!("{}: {}", message.id, error.code),
+                other => format!("{}: {other:?}", message.id),
+            });
+        }
+    })
+    .await
+    .expect("the call ends");
+    kinds
+}
+
+#[tokio::test]
+async fn with_auth_off_two_addresses_do_not_share_a_grpc_session_quota() {
+    let mut config = config(3);
+    config.auth.api_keys.clear();
+    config.auth.insecure_no_auth = true;
+    let server = TestServer::with_auth(config).await;
+    // The call takes one unit, two commands fit, the third is refused: per address.
+    let expected = ["a: order", "b: order", "c: RESOURCE_EXHAUSTED"];
+    assert_eq!(
+        session_kinds_from(&server, [127, 0, 0, 1].into()).await,
+        expected
+    );
+    assert_eq!(
+        session_kinds_from(&server, [127, 0, 0, 2].into()).await,
+        expected,
+        "another address has a quota of its own"
+    );
+}
