@@ -1104,6 +1104,12 @@ async fn get_runs_a_query_and_refuses_a_mutation_with_405() {
     let answer = Answer::of(server.get("/graphql").query(&[("query", mutation)])).await;
     assert_eq!(answer.status, 405, "{}", answer.text);
     assert_eq!(answer.header("allow"), "POST");
+    let problem: Value = serde_json::from_str(&answer.text).unwrap();
+    assert_eq!(problem["type"], "/problems/method-not-allowed", "{problem}");
+    assert!(
+        problem["trace_id"].as_str().is_some_and(|t| !t.is_empty()),
+        "{problem}"
+    );
     assert_eq!(order_count(&server).await, before, "nothing created");
 }
 

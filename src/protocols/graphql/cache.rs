@@ -17,8 +17,8 @@
 //! in the worst case.
 //!
 //! It runs as the innermost extension, after Automatic Persisted Queries have turned a hash into
-//! its text and inside the request guard, so the guard still checks every document, cached or
-//! not. Both maps are bounded (`graphql.document_cache` entries each); when full, the oldest
+//! its text, and applies the request guard's rules ([`super::guard`]) to every document, cached
+//! or not. Both maps are bounded (`graphql.document_cache` entries each); when full, the oldest
 //! entry is dropped. Simplification: first-in-first-out rather than least-recently-used, which
 //! is as good while the set of hot queries fits, and needs no extra crate.
 
@@ -32,21 +32,27 @@ use async_graphql::extensions::{
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{ServerError, ServerResult, ValidationResult, Variables};
 
+use super::guard::{Rules, ViaGet};
+use crate::gateway::trace::TraceId;
+
 /// The longest query text that is cached; longer ones are parsed and validated every time.
 pub const MAX_CACHED_QUERY_BYTES: usize = 2048;
 
-/// The extension's factory; holds the shared maps.
+/// The extension's factory; holds the shared maps and the guard's rules.
 pub struct DocumentCache {
     parsed: Arc<Bounded<Arc<str>, ExecutableDocument>>,
     validated: Arc<Bounded<String, ValidationResult>>,
+    rules: Arc<Rules>,
 }
 
 impl DocumentCache {
-    /// A cache of at most `capacity` documents (and as many validation results); 0 turns it off.
-    pub fn new(capacity: usize) -> Self {
+    /// A cache of at most `capacity` documents (and as many validation results), 0 turning it
+    /// off, that lets through only the documents `rules` allow.
+    pub fn new(capacity: usize, rules: Rules) -> Self {
         Self {
             parsed: Arc::new(Bounded::new(capacity)),
             validated: Arc::new(Bounded::new(capacity)),
+            rules: Arc::new(rules),
         }
     }
 }
@@ -56,6 +62,7 @@ impl ExtensionFactory for DocumentCache {
         Arc::new(PerRequest {
             parsed: Arc::clone(&self.parsed),
             validated: Arc::clone(&self.validated),
+            rules: Arc::clone(&self.rules),
             pending: Mutex::new(None),
         })
     }
@@ -65,6 +72,7 @@ impl ExtensionFactory for DocumentCache {
 struct PerRequest {
     parsed: Arc<Bounded<Arc<str>, ExecutableDocument>>,
     validated: Arc<Bounded<String, ValidationResult>>,
+    rules: Arc<Rules>,
     pending: Mutex<Option<Pending>>,
 }
 
@@ -76,9 +84,9 @@ struct Pending {
     parsed: Option<(Arc<str>, ExecutableDocument)>,
 }
 
-#[async_trait::async_trait]
-impl Extension for PerRequest {
-    async fn parse_query(
+impl PerRequest {
+    /// The parsed `query`: from the cache, or parsed now and noted for caching once it validates.
+    async fn document(
         &self,
         ctx: &ExtensionContext<'_>,
         query: &str,
@@ -105,6 +113,23 @@ impl Extension for PerRequest {
             validation_key,
             parsed: Some((Arc::from(query), document.clone())),
         });
+        Ok(document)
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for PerRequest {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = self.document(ctx, query, variables, next).await?;
+        let via_get = ctx.data_opt::<ViaGet>().is_some();
+        self.rules
+            .check(&document, via_get, ctx.data_opt::<TraceId>())?;
         Ok(document)
     }
 

@@ -2,56 +2,46 @@
 //! only, and introspection, when switched off, is refused with a clear error (async-graphql
 //! would quietly answer null).
 //!
-//! They run as an async-graphql extension at parse time, after Automatic Persisted Queries have
-//! turned a hash back into its text, so a persisted mutation cannot slip through a GET either.
+//! The document cache's extension runs them on every document, cached or not, after Automatic
+//! Persisted Queries have turned a hash back into its text, so a persisted mutation cannot slip
+//! through a GET either.
 
-use std::sync::Arc;
-
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::ServerError;
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection};
-use async_graphql::{ServerError, ServerResult, Variables};
+
+use crate::gateway::error::graphql::request_error;
+use crate::gateway::error::{ApiError, kind};
+use crate::gateway::trace::TraceId;
 
 /// Request data marking a request that came with GET.
 pub struct ViaGet;
 
-/// The error a GET carrying a mutation or subscription gets (the HTTP layer turns it into 405).
-pub const GET_MUTATION: &str = "only queries may be sent with GET; send mutations with POST";
-
-/// The extension's factory.
-pub struct RequestGuard {
-    /// Whether introspection is allowed.
+/// What the guard knows of the server and the request.
+pub struct Rules {
+    /// Whether introspection is allowed (`graphql.introspection`).
     pub introspection: bool,
 }
 
-impl ExtensionFactory for RequestGuard {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Guard {
-            introspection: self.introspection,
-        })
-    }
-}
-
-struct Guard {
-    introspection: bool,
-}
-
-#[async_trait::async_trait]
-impl Extension for Guard {
-    async fn parse_query(
+impl Rules {
+    /// `document` if the rules allow it; a GET that carries a mutation or subscription gets the
+    /// table's `method-not-allowed` (the HTTP layer answers 405 with `Allow: POST`).
+    pub fn check(
         &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        if ctx.data_opt::<ViaGet>().is_some()
+        document: &ExecutableDocument,
+        via_get: bool,
+        trace_id: Option<&TraceId>,
+    ) -> Result<(), ServerError> {
+        if via_get
             && document
                 .operations
                 .iter()
                 .any(|(_, op)| op.node.ty != OperationType::Query)
         {
-            return Err(ServerError::new(GET_MUTATION, None));
+            let refusal = ApiError::new(
+                &kind::METHOD_NOT_ALLOWED,
+                "only queries may be sent with GET; send mutations with POST",
+            );
+            return Err(request_error(&refusal, trace_id));
         }
         if !self.introspection {
             for (_, operation) in document.operations.iter() {
@@ -67,6 +57,15 @@ impl Extension for Guard {
                 }
             }
         }
-        Ok(document)
+        Ok(())
     }
+}
+
+/// Whether `error` is the guard's refusal of a mutation sent with GET.
+pub fn is_get_mutation(error: &ServerError) -> bool {
+    error
+        .extensions
+        .as_ref()
+        .and_then(|e| e.get("code"))
+        .is_some_and(|code| *code == async_graphql::Value::from(kind::METHOD_NOT_ALLOWED.graphql))
 }

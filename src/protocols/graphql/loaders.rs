@@ -2,15 +2,31 @@
 //!
 //! Every `customer` or `product` field resolved while executing a request asks its loader; the
 //! loader waits a moment, collects the ids asked for, and makes one core look-up for all of them.
+//! Every request and every GraphQL-over-WebSocket connection has them, so a resolver need not
+//! fall back to single look-ups.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use async_graphql::dataloader::Loader;
+use async_graphql::Data;
+use async_graphql::dataloader::{DataLoader, Loader};
 
 use crate::domain::model::{Customer, CustomerId, Product, ProductId};
 use crate::domain::{Core, Principal};
+
+/// Puts one loader of each kind into `data`, the data of a request (or of a WebSocket
+/// connection, for the operations it carries), looking up as `who`.
+pub fn insert(data: &mut Data, core: &Arc<Core>, who: &Principal) {
+    data.insert(DataLoader::new(
+        CustomerLoader(Arc::clone(core), who.clone()),
+        tokio::spawn,
+    ));
+    data.insert(DataLoader::new(
+        ProductLoader(Arc::clone(core)),
+        tokio::spawn,
+    ));
+}
 
 /// Loads customers by id, in batches, as the request's caller may see them.
 pub struct CustomerLoader(pub Arc<Core>, pub Principal);

@@ -17,7 +17,6 @@ pub mod types;
 pub mod ws;
 
 use async_graphql::Schema;
-use async_graphql::dataloader::DataLoader;
 use async_graphql::extensions::apollo_persisted_queries::{
     ApolloPersistedQueries, LruCacheStorage,
 };
@@ -38,7 +37,6 @@ use crate::gateway::auth::{AuthError, Caller};
 use crate::gateway::error::kind;
 use crate::gateway::trace::TraceId;
 use crate::protocols::AppState;
-use loaders::{CustomerLoader, ProductLoader};
 use query::{IdempotencyHeader, MutationRoot, QueryRoot, SubscriptionRoot};
 
 /// The schema type.
@@ -58,12 +56,13 @@ pub fn schema(app: Option<AppState>, config: &GraphqlConfig) -> PolyportSchema {
     if !config.introspection {
         builder = builder.disable_introspection();
     }
-    builder = builder.extension(guard::RequestGuard {
+    // Innermost, after persisted queries: the guard's rules see every document, cached or not.
+    let rules = guard::Rules {
         introspection: config.introspection,
-    });
-    // Innermost, so the guard above still sees every document, cached or not.
-    builder = builder.extension(cache::DocumentCache::new(config.document_cache));
+    };
+    builder = builder.extension(cache::DocumentCache::new(config.document_cache, rules));
     if let Some(app) = app {
+        types::count_default_pages_as(app.page_limits());
         builder = builder.data(app);
     }
     builder.finish()
@@ -199,13 +198,8 @@ async fn execute(
         // Checked by the guard extension once the document is known, persisted or not.
         request = request.data(guard::ViaGet);
     }
-    let core = state.app.core.clone();
+    loaders::insert(&mut request.data, &state.app.core, &who);
     request = request
-        .data(DataLoader::new(
-            CustomerLoader(core.clone(), who.clone()),
-            tokio::spawn,
-        ))
-        .data(DataLoader::new(ProductLoader(core), tokio::spawn))
         .data(IdempotencyHeader(
             headers
                 .get("idempotency-key")
@@ -215,14 +209,10 @@ async fn execute(
         .data(who);
     let trace = trace_id;
     let mut response = state.schema.execute(request).await;
-    if response
-        .errors
-        .iter()
-        .any(|e| e.message == guard::GET_MUTATION)
-    {
+    if let Some(error) = response.errors.iter().find(|e| guard::is_get_mutation(e)) {
         // GET must be safe: mutations (and subscriptions) only over POST.
         let mut refused =
-            ApiError::new(&kind::METHOD_NOT_ALLOWED, guard::GET_MUTATION).into_response();
+            ApiError::new(&kind::METHOD_NOT_ALLOWED, error.message.clone()).into_response();
         refused
             .headers_mut()
             .insert(ALLOW, HeaderValue::from_static("POST"));

@@ -57,9 +57,7 @@ impl QueryRoot {
     }
 
     /// Orders as a Relay connection.
-    #[graphql(
-        complexity = "(first.or(last).unwrap_or(20).clamp(1, 100) as usize).saturating_mul(child_complexity)"
-    )]
+    #[graphql(complexity = "super::types::page_cost(first.or(last), child_complexity)")]
     #[allow(clippy::too_many_arguments)]
     async fn orders(
         &self,
@@ -100,9 +98,7 @@ impl QueryRoot {
     }
 
     /// Products as a Relay connection, in id order.
-    #[graphql(
-        complexity = "(first.unwrap_or(20).clamp(1, 100) as usize).saturating_mul(child_complexity)"
-    )]
+    #[graphql(complexity = "super::types::page_cost(first, child_complexity)")]
     async fn products(
         &self,
         ctx: &Context<'_>,

@@ -137,6 +137,7 @@ async fn serve(
         let (initialised, refused) = (Arc::clone(&initialised), Arc::clone(&refused));
         let caller = Arc::clone(&caller);
         let auth = Arc::clone(&app.gate.auth);
+        let core = Arc::clone(&app.core);
         move |payload: serde_json::Value| async move {
             let who = match who {
                 Some(who) => Ok(who),
@@ -154,6 +155,7 @@ async fn serve(
                     initialised.store(true, Ordering::Relaxed);
                     let _ = caller.set(who.clone());
                     let mut data = Data::default();
+                    super::loaders::insert(&mut data, &core, &who);
                     data.insert(who);
                     Ok(data)
                 }
