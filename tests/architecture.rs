@@ -8,8 +8,9 @@
 //! - no two files of `src/` import each other, directly or round a longer circle.
 //!
 //! Simplification: paths are read with a small scanner, not a Rust parser. It sees
-//! `crate::a::b`, `super::x` and `use` trees with braces, and skips comments and unit-test
-//! modules (tests may reach anywhere), which is all this code base writes.
+//! `crate::a::b`, `super::x`, `::std::x` and `use` trees with braces, and skips comments,
+//! string, raw-string and character literals and unit-test modules (tests may reach anywhere),
+//! which is all this code base writes; its own test shows each case.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -88,40 +89,133 @@ fn sources() -> Vec<Source> {
     out
 }
 
-/// The code without comments, string contents or the `#[cfg(test)]` module.
+/// The code without comments, the contents of string and character literals, or the inline
+/// `#[cfg(test)] mod tests { ... }` module (a `mod tests;` declaration is kept: its file is
+/// skipped on its own).
 fn strip(text: &str) -> String {
-    let text = match text.find("#[cfg(test)]\nmod tests") {
-        Some(at) => &text[..at],
-        None => text,
-    };
+    let chars: Vec<char> = text.chars().collect();
+    let at = |i: usize| chars.get(i).copied().unwrap_or('\0');
     let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '#' && starts_with(&chars, i, "#[cfg(test)]") {
+            let mut j = i + "#[cfg(test)]".len();
+            while at(j).is_whitespace() {
+                j += 1;
+            }
+            if starts_with(&chars, j, "mod tests") {
+                let mut k = j + "mod tests".len();
+                while at(k).is_whitespace() {
+                    k += 1;
+                }
+                if at(k) == '{' {
+                    i = closing(&chars, k) + 1;
+                    continue;
+                }
+            }
+        }
         match c {
-            '/' if chars.peek() == Some(&'/') => {
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        out.push('\n');
-                        break;
+            '/' if at(i + 1) == '/' => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            '/' if at(i + 1) == '*' => {
+                let mut depth = 0;
+                while i < chars.len() {
+                    if chars[i] == '/' && at(i + 1) == '*' {
+                        depth += 1;
+                        i += 2;
+                    } else if chars[i] == '*' && at(i + 1) == '/' {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
                     }
                 }
+                out.push(' ');
+                continue;
+            }
+            // A raw string, r"..." or r#"..."#: no escapes, ends at the quote and as many `#`.
+            'r' if (at(i + 1) == '"' || at(i + 1) == '#')
+                && !at(i.wrapping_sub(1)).is_alphanumeric()
+                && at(i.wrapping_sub(1)) != '_' =>
+            {
+                let mut j = i + 1;
+                let mut hashes = 0;
+                while at(j) == '#' {
+                    hashes += 1;
+                    j += 1;
+                }
+                if at(j) == '"' {
+                    let close: String = std::iter::once('"')
+                        .chain(std::iter::repeat_n('#', hashes))
+                        .collect();
+                    j += 1;
+                    while j < chars.len() && !starts_with(&chars, j, &close) {
+                        j += 1;
+                    }
+                    out.push_str("\"\"");
+                    i = j + close.chars().count();
+                    continue;
+                }
+                out.push(c);
             }
             '"' => {
                 // A string's text names modules without importing them.
-                let mut escaped = false;
-                for c in chars.by_ref() {
-                    match c {
-                        '\\' if !escaped => escaped = true,
-                        '"' if !escaped => break,
-                        _ => escaped = false,
-                    }
+                i += 1;
+                while i < chars.len() && chars[i] != '"' {
+                    i += if chars[i] == '\\' { 2 } else { 1 };
                 }
                 out.push_str("\"\"");
             }
+            // A character literal ('"', '\'', '{') is left out; a lifetime ('a) is kept.
+            '\'' if at(i + 1) == '\\' => {
+                i += 2;
+                while i < chars.len() && chars[i] != '\'' {
+                    i += 1;
+                }
+                out.push_str("' '");
+            }
+            '\'' if at(i + 2) == '\'' => {
+                i += 2;
+                out.push_str("' '");
+            }
             _ => out.push(c),
         }
+        i += 1;
     }
     out
+}
+
+fn starts_with(chars: &[char], at: usize, pattern: &str) -> bool {
+    pattern
+        .chars()
+        .enumerate()
+        .all(|(n, p)| chars.get(at + n) == Some(&p))
+}
+
+/// The index of the `}` that closes the `{` at `open`.
+fn closing(chars: &[char], open: usize) -> usize {
+    let mut depth = 0;
+    for (i, c) in chars.iter().enumerate().skip(open) {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return i;
+                }
+            }
+            _ => {}
+        }
+    }
+    chars.len()
 }
 
 /// Every path the code names: `crate::a::b`, `super::c`, and each leaf of `use` trees.
@@ -131,7 +225,15 @@ fn paths(code: &str) -> Vec<String> {
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let mut i = 0;
     while i < bytes.len() {
-        if word(bytes[i]) && (i == 0 || (!word(bytes[i - 1]) && bytes[i - 1] != b':')) {
+        // A path starts at a word not after `::`, or at a leading `::` (`::std::mem`).
+        let leading = code[i..].starts_with("::")
+            && i + 2 < bytes.len()
+            && word(bytes[i + 2])
+            && (i == 0 || !(word(bytes[i - 1]) || bytes[i - 1] == b':' || bytes[i - 1] == b'>'));
+        if leading {
+            i += 2;
+        }
+        if word(bytes[i]) && (leading || i == 0 || (!word(bytes[i - 1]) && bytes[i - 1] != b':')) {
             let start = i;
             // A path: words joined by `::`, possibly ending in a `{...}` group.
             let mut end = i;
@@ -436,10 +538,15 @@ fn no_files_of_src_import_each_other_in_a_circle() {
 }
 
 #[test]
-fn the_scanner_sees_use_trees_and_super_paths() {
-    let code = strip(
-        "use crate::a::{b, c::{D, e as f}, self};\n// crate::hidden::x\nlet s = \"crate::str::y\";\nsuper::g::h();",
-    );
+fn the_scanner_sees_use_trees_and_super_paths_and_skips_literals_comments_and_tests() {
+    let code = strip(concat!(
+        "use crate::a::{b, c::{D, e as f}, self};\n// crate::hidden::x\nlet s = \"crate::str::y\";\n",
+        "let q = '\"'; let e = '\\''; fn f<'a>(x: &'a str) {}\n",
+        "let r = r#\"crate::raw::z \"quoted\" \"#; /* crate::block::w */\nsuper::g::h();\n",
+        "let m = ::std::mem::take(&mut v); crate::after::literals();\n",
+        "#[cfg(test)]\nmod tests;\ncrate::after::declaration();\n",
+        "#[cfg(test)]\nmod tests {\n    use crate::only::in_tests;\n}\ncrate::after::tests();\n",
+    ));
     let found = paths(&code);
     for expected in [
         "crate::a::b",
@@ -447,6 +554,10 @@ fn the_scanner_sees_use_trees_and_super_paths() {
         "crate::a::c::e",
         "crate::a",
         "super::g::h",
+        "std::mem::take",
+        "crate::after::literals",
+        "crate::after::declaration",
+        "crate::after::tests",
     ] {
         assert!(
             found.iter().any(|p| p == expected),
@@ -456,7 +567,9 @@ fn the_scanner_sees_use_trees_and_super_paths() {
     assert!(
         !found
             .iter()
-            .any(|p| p.contains("hidden") || p.contains("str")),
+            .any(|p| ["hidden", "str", "raw", "block", "only"]
+                .iter()
+                .any(|w| p.contains(w))),
         "{found:?}"
     );
     assert_eq!(

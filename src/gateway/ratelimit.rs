@@ -178,8 +178,8 @@ fn seconds_up(duration: Duration) -> u64 {
 /// The rate limiter: one table of keys per policy. `Send + Sync`; share it behind an `Arc`.
 pub struct RateLimiter {
     enabled: bool,
-    caller: Box<dyn Limit>,
-    anonymous: Box<dyn Limit>,
+    caller: Box<dyn KeyTable>,
+    anonymous: Box<dyn KeyTable>,
     /// The instant the limiter's clock counts from.
     epoch: Instant,
 }
@@ -188,7 +188,7 @@ impl RateLimiter {
     /// A limiter for `config`. With `enabled = false` it allows everything and renders no
     /// headers; printing the warning about that is the server's job, at start-up.
     pub fn new(config: &RateLimitConfig) -> Self {
-        let table = |policy, settings: &RateLimitPolicyConfig| -> Box<dyn Limit> {
+        let table = |policy, settings: &RateLimitPolicyConfig| -> Box<dyn KeyTable> {
             match config.algorithm {
                 RateLimitAlgorithm::TokenBucket => Box::new(Table::new(
                     policy,
@@ -256,7 +256,7 @@ impl RateLimiter {
         self.table(policy).tracked()
     }
 
-    fn table(&self, policy: Policy) -> &dyn Limit {
+    fn table(&self, policy: Policy) -> &dyn KeyTable {
         match policy {
             Policy::Caller => self.caller.as_ref(),
             Policy::Anonymous => self.anonymous.as_ref(),
@@ -269,7 +269,7 @@ impl RateLimiter {
 }
 
 /// One policy's table of keys, whatever its algorithm (so [`RateLimiter`] holds either kind).
-trait Limit: Send + Sync {
+trait KeyTable: Send + Sync {
     fn check(&self, key: &str, now: Nanos) -> Decision;
     fn sweep(&self, now: Nanos) -> usize;
     fn tracked(&self) -> usize;
@@ -520,7 +520,7 @@ impl<A: Algorithm> Table<A> {
     }
 }
 
-impl<A: Algorithm> Limit for Table<A> {
+impl<A: Algorithm> KeyTable for Table<A> {
     fn check(&self, key: &str, now: Nanos) -> Decision {
         // The common case, a known key, needs no allocation. The shard stays locked from read
         // to write, so concurrent checks of one key are serialised.
