@@ -243,6 +243,7 @@ mod tests {
     use crate::gateway::error::kind;
     use crate::webhooks::Receiver;
     use crate::webhooks::clock::SystemClock;
+    use crate::webhooks::registry::MAX_ENDPOINTS;
 
     fn new_endpoint() -> NewEndpoint {
         NewEndpoint {
@@ -293,5 +294,23 @@ mod tests {
         assert_eq!(endpoints.list(&admin).unwrap().len(), 1, "nothing changed");
         assert_eq!(endpoints.deliveries(&admin, ep).unwrap().len(), 1);
         assert!(receiver.inbound(&admin).is_ok());
+    }
+
+    #[tokio::test]
+    async fn past_max_endpoints_a_registration_is_refused_and_a_deletion_makes_room() {
+        let config = WebhooksConfig::default();
+        let endpoints = Endpoints::new(Arc::new(Shared::new(config, Arc::new(SystemClock))));
+        let admin = Principal::new("admin", Role::Admin);
+        let mut first = None;
+        for _ in 0..MAX_ENDPOINTS {
+            let (endpoint, _) = endpoints.create(&admin, new_endpoint()).await.unwrap();
+            first.get_or_insert(endpoint.id);
+        }
+        let refused = endpoints.create(&admin, new_endpoint()).await.err();
+        assert_eq!(refused.map(|e| e.kind), Some(&kind::INVALID_STATE));
+        let count = endpoints.list(&admin).unwrap().len();
+        assert_eq!(count, MAX_ENDPOINTS, "nothing added");
+        endpoints.delete(&admin, first.unwrap()).unwrap();
+        assert!(endpoints.create(&admin, new_endpoint()).await.is_ok());
     }
 }
