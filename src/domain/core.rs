@@ -19,7 +19,7 @@ use super::pagination::{
     CursorCodec, Page, PageLimits, PageRequest, Position, RowKey, SortValue, page_from_sorted,
     select_page,
 };
-use super::store::Store;
+use super::store::{Edit, Store};
 
 /// Fields a list of orders can be sorted by.
 pub const ORDER_SORT_FIELDS: &[&str] = &["id", "created_at", "updated_at", "total_cents", "status"];
@@ -563,53 +563,67 @@ impl Core {
         }
         let new_items = new_items.map(|priced| priced.expect("no violations"));
 
+        let (order, _) = self.change_order(who, id, expect, &mut |order| {
+            let mut made = Vec::new();
+            let mut content_changed = false;
+            if let Some(customer_id) = changes.customer_id
+                && customer_id != order.customer_id
+            {
+                require_pending(order, "the customer")?;
+                order.customer_id = customer_id;
+                content_changed = true;
+            }
+            if let Some((items, currency)) = &new_items
+                && !same_lines(&order.items, items)
+            {
+                require_pending(order, "the items")?;
+                order.items = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| Item {
+                        id: ItemId(order.next_item_id + i as u64),
+                        ..item.clone()
+                    })
+                    .collect();
+                order.next_item_id += items.len() as u64;
+                order.currency = currency.clone();
+                content_changed = true;
+            }
+            if content_changed {
+                made.push(Change::Updated);
+            }
+            if let Some(status) = changes.status
+                && status != order.status
+            {
+                made.push(transition(order, status, None)?);
+            }
+            if !made.is_empty() {
+                touch(order);
+            }
+            Ok(made)
+        })?;
+        Ok(order)
+    }
+
+    /// Edits order `id` under its lock: `edit` runs only on an order `who` may see, at the
+    /// version `expect` names, and the changes it reports are published once committed.
+    fn change_order(
+        &self,
+        who: &Principal,
+        id: OrderId,
+        expect: &Expect,
+        edit: Edit<'_>,
+    ) -> DomainResult<(Order, Vec<Change>)> {
         let events = &self.events;
-        let (order, _) = self.store.update_order(
+        self.store.update_order(
             id,
             &mut |order| {
                 visible(who, order)?;
                 check_version(order, expect)?;
-                let mut made = Vec::new();
-                let mut content_changed = false;
-                if let Some(customer_id) = changes.customer_id
-                    && customer_id != order.customer_id
-                {
-                    require_pending(order, "the customer")?;
-                    order.customer_id = customer_id;
-                    content_changed = true;
-                }
-                if let Some((items, currency)) = &new_items
-                    && !same_lines(&order.items, items)
-                {
-                    require_pending(order, "the items")?;
-                    order.items = items
-                        .iter()
-                        .enumerate()
-                        .map(|(i, item)| Item {
-                            id: ItemId(order.next_item_id + i as u64),
-                            ..item.clone()
-                        })
-                        .collect();
-                    order.next_item_id += items.len() as u64;
-                    order.currency = currency.clone();
-                    content_changed = true;
-                }
-                if content_changed {
-                    made.push(Change::Updated);
-                }
-                if let Some(status) = changes.status
-                    && status != order.status
-                {
-                    made.push(transition(order, status, None)?);
-                }
-                if !made.is_empty() {
-                    touch(order);
-                }
-                Ok(made)
+                edit(order)
             },
             &mut |committed, made| publish(events.as_ref(), committed, made),
-        )?;
-        Ok(order)
+        )
     }
 
     /// Adds one item to a pending order; returns the order and the new item's id.
@@ -627,41 +641,34 @@ impl Core {
                 format!("no product with id '{}'", new.product_id),
             )
         })?;
-        let events = &self.events;
-        let (order, made) = self.store.update_order(
-            id,
-            &mut |order| {
-                visible(who, order)?;
-                check_version(order, expect)?;
-                require_pending(order, "the items")?;
-                if order.items.len() >= Order::MAX_ITEMS {
-                    return Err(DomainError::InvalidState(format!(
-                        "an order holds at most {} items",
-                        Order::MAX_ITEMS
-                    )));
-                }
-                if product.currency != order.currency {
-                    return Err(DomainError::invalid(
-                        "product_id",
-                        format!(
-                            "product '{}' is priced in {}, the order in {}",
-                            product.id, product.currency, order.currency
-                        ),
-                    ));
-                }
-                let item_id = ItemId(order.next_item_id);
-                order.next_item_id += 1;
-                order.items.push(Item {
-                    id: item_id,
-                    product_id: product.id,
-                    quantity: new.quantity,
-                    unit_price_cents: product.price_cents,
-                });
-                touch(order);
-                Ok(vec![Change::ItemAdded { item_id }])
-            },
-            &mut |committed, made| publish(events.as_ref(), committed, made),
-        )?;
+        let (order, made) = self.change_order(who, id, expect, &mut |order| {
+            require_pending(order, "the items")?;
+            if order.items.len() >= Order::MAX_ITEMS {
+                return Err(DomainError::InvalidState(format!(
+                    "an order holds at most {} items",
+                    Order::MAX_ITEMS
+                )));
+            }
+            if product.currency != order.currency {
+                return Err(DomainError::invalid(
+                    "product_id",
+                    format!(
+                        "product '{}' is priced in {}, the order in {}",
+                        product.id, product.currency, order.currency
+                    ),
+                ));
+            }
+            let item_id = ItemId(order.next_item_id);
+            order.next_item_id += 1;
+            order.items.push(Item {
+                id: item_id,
+                product_id: product.id,
+                quantity: new.quantity,
+                unit_price_cents: product.price_cents,
+            });
+            touch(order);
+            Ok(vec![Change::ItemAdded { item_id }])
+        })?;
         let Some(Change::ItemAdded { item_id }) = made.first() else {
             return Err(DomainError::Internal("add_item reported no item".into()));
         };
@@ -685,18 +692,11 @@ impl Core {
                 "must be at most 500 characters",
             ));
         }
-        let events = &self.events;
-        let (order, _) = self.store.update_order(
-            id,
-            &mut |order| {
-                visible(who, order)?;
-                check_version(order, expect)?;
-                let change = transition(order, OrderStatus::Cancelled, reason.clone())?;
-                touch(order);
-                Ok(vec![change])
-            },
-            &mut |committed, made| publish(events.as_ref(), committed, made),
-        )?;
+        let (order, _) = self.change_order(who, id, expect, &mut |order| {
+            let change = transition(order, OrderStatus::Cancelled, reason.clone())?;
+            touch(order);
+            Ok(vec![change])
+        })?;
         Ok(order)
     }
 
