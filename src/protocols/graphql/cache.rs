@@ -84,41 +84,10 @@ struct Pending {
     parsed: Option<(Arc<str>, ExecutableDocument)>,
 }
 
-impl PerRequest {
-    /// The parsed `query`: from the cache, or parsed now and noted for caching once it validates.
-    async fn document(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        if self.parsed.capacity == 0 || query.len() > MAX_CACHED_QUERY_BYTES {
-            return next.run(ctx, query, variables).await;
-        }
-        // Text and variables, separated by a byte that cannot occur in either's JSON.
-        let validation_key = format!(
-            "{query}\u{0}{}",
-            serde_json::to_string(variables).unwrap_or_default()
-        );
-        if let Some(document) = self.parsed.get(query) {
-            *lock(&self.pending) = Some(Pending {
-                validation_key,
-                parsed: None,
-            });
-            return Ok(document);
-        }
-        let document = next.run(ctx, query, variables).await?;
-        *lock(&self.pending) = Some(Pending {
-            validation_key,
-            parsed: Some((Arc::from(query), document.clone())),
-        });
-        Ok(document)
-    }
-}
-
 #[async_trait::async_trait]
 impl Extension for PerRequest {
+    /// The parsed `query`, from the cache or parsed now (and noted for caching once it
+    /// validates), if the guard's rules allow it.
     async fn parse_query(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -126,7 +95,25 @@ impl Extension for PerRequest {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        let document = self.document(ctx, query, variables, next).await?;
+        let cacheable = self.parsed.capacity > 0 && query.len() <= MAX_CACHED_QUERY_BYTES;
+        let cached = cacheable.then(|| self.parsed.get(query)).flatten();
+        let hit = cached.is_some();
+        let document = match cached {
+            Some(document) => document,
+            None => next.run(ctx, query, variables).await?,
+        };
+        if cacheable {
+            // Text and variables, separated by a byte that cannot occur in either's JSON.
+            let validation_key = format!(
+                "{query}\u{0}{}",
+                serde_json::to_string(variables).unwrap_or_default()
+            );
+            let parsed = (!hit).then(|| (Arc::from(query), document.clone()));
+            *lock(&self.pending) = Some(Pending {
+                validation_key,
+                parsed,
+            });
+        }
         let via_get = ctx.data_opt::<ViaGet>().is_some();
         self.rules
             .check(&document, via_get, ctx.data_opt::<TraceId>())?;
