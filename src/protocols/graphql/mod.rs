@@ -195,7 +195,7 @@ async fn execute(
     let media = negotiate(headers)?;
     let mut request = request.into_inner();
     if method == Method::GET {
-        // Checked by the guard extension once the document is known, persisted or not.
+        // Checked by the guard's rules once the document is known, persisted or not.
         request = request.data(guard::ViaGet);
     }
     loaders::insert(&mut request.data, &state.app.core, &who);
