@@ -83,6 +83,28 @@ fn every_request_response_protocol_sends_the_api_key_and_completes_reads_and_wri
 }
 
 #[test]
+fn the_nested_read_completes_over_rest_grpc_and_graphql_and_skips_the_websocket_session() {
+    let protocols = [
+        Protocol::Rest,
+        Protocol::Grpc,
+        Protocol::Graphql,
+        Protocol::Ws,
+    ];
+    let report = bench::run(&short(Scenario::Nested, &protocols)).expect("the bench runs");
+    let names: Vec<&str> = report.rows.iter().map(|r| r.protocol.as_str()).collect();
+    assert_eq!(names, ["rest", "grpc", "graphql"]);
+    // An error would be an answer without the customer or an item's product.
+    for row in &report.rows {
+        check_sane(&report, row, false);
+    }
+    assert!(
+        report.skipped.iter().any(|s| s.contains("ws")),
+        "{:?}",
+        report.skipped
+    );
+}
+
+#[test]
 fn every_push_protocol_delivers_every_event_to_every_subscriber() {
     let protocols = [
         Protocol::Grpc,

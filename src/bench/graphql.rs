@@ -25,6 +25,7 @@ const ORDER_FIELDS: &str = "id customerId status items { id productId quantity u
 pub struct Graphql {
     http: HttpClient,
     get_query: String,
+    nested_query: String,
     list_query: String,
     create_query: String,
 }
@@ -40,6 +41,10 @@ impl Graphql {
         Ok(Self {
             http: HttpClient::connect(addr, version, counters, api_key).await?,
             get_query: format!("query Get($id: ID!) {{ order(id: $id) {{ {ORDER_FIELDS} }} }}"),
+            nested_query: format!(
+                "query Nested($id: ID!) {{ order(id: $id) {{ {ORDER_FIELDS} customer {{ id name email }} \
+                 items {{ product {{ id name priceCents currency }} }} }} }}"
+            ),
             list_query: format!(
                 "query List {{ orders(first: {PAGE}) {{ nodes {{ {ORDER_FIELDS} }} pageInfo {{ endCursor hasNextPage }} }} }}"
             ),
@@ -53,6 +58,15 @@ impl Graphql {
     pub async fn get(&mut self, id: &str) -> Result<(), OpError> {
         let data = execute(&mut self.http, &self.get_query, json!({ "id": id }), None).await?;
         super::rest::check_order(&data["order"], Some(id))
+    }
+
+    /// `order(id:)` with its customer and each item's product, in one query.
+    pub async fn nested(&mut self, id: &str) -> Result<(), OpError> {
+        let variables = json!({ "id": id });
+        let data = execute(&mut self.http, &self.nested_query, variables, None).await?;
+        let order = &data["order"];
+        super::rest::check_order(order, Some(id))?;
+        super::rest::check_nested(&order["customer"], &order["items"])
     }
 
     /// `orders(first: 50)` with items.

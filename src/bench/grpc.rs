@@ -15,8 +15,8 @@ use super::rest::PAGE;
 use super::wire::{self, WireCounters};
 use crate::protocols::grpc::pb::orders_client::OrdersClient;
 use crate::protocols::grpc::pb::{
-    CreateOrderRequest, GetOrderRequest, ListOrdersRequest, NewItem, Order, WatchOrdersRequest,
-    watch_orders_response,
+    CreateOrderRequest, GetCustomerRequest, GetOrderRequest, GetProductRequest, ListOrdersRequest,
+    NewItem, Order, WatchOrdersRequest, watch_orders_response,
 };
 
 /// One gRPC channel (one HTTP/2 connection).
@@ -75,6 +75,39 @@ impl Grpc {
             .map_err(status)?
             .into_inner();
         check_order(&order, Some(id))
+    }
+
+    /// GetOrder, then GetCustomer and one GetProduct per distinct product, one after another:
+    /// the round trips a gRPC client makes for what REST side-loads with `include`.
+    pub async fn nested(&mut self, id: &str) -> Result<(), OpError> {
+        let request = self.request(GetOrderRequest { id: id.to_owned() });
+        let order = self.client.get_order(request).await.map_err(status)?;
+        let order = order.into_inner();
+        check_order(&order, Some(id))?;
+        let request = self.request(GetCustomerRequest {
+            id: order.customer_id.clone(),
+        });
+        let customer = self.client.get_customer(request).await.map_err(status)?;
+        if customer.into_inner().id != order.customer_id {
+            return Err(OpError::Invalid(
+                "GetCustomer answered another customer".into(),
+            ));
+        }
+        let mut products: Vec<&str> = order.items.iter().map(|i| i.product_id.as_str()).collect();
+        products.sort_unstable();
+        products.dedup();
+        for product_id in products {
+            let request = self.request(GetProductRequest {
+                id: product_id.to_owned(),
+            });
+            let product = self.client.get_product(request).await.map_err(status)?;
+            if product.into_inner().id != product_id {
+                return Err(OpError::Invalid(
+                    "GetProduct answered another product".into(),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// ListOrders with a limit of 50 (a server stream of orders, items included).

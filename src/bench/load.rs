@@ -45,6 +45,8 @@ pub enum Op {
     Get(u64),
     /// Read a page.
     List,
+    /// Read the `k`-th fixture order with its customer and products.
+    Nested(u64),
     /// Create an order.
     Create,
     /// Read the pagination page.
@@ -58,6 +60,7 @@ pub fn op_for(scenario: Scenario, index: u64, read_percent: u8) -> Op {
     match scenario {
         Scenario::Get => Op::Get(index),
         Scenario::List => Op::List,
+        Scenario::Nested => Op::Nested(index),
         Scenario::Create => Op::Create,
         Scenario::Mixed => {
             if (index.wrapping_mul(7919) % 100) < u64::from(read_percent) {
@@ -121,6 +124,7 @@ impl Client {
         match (self, op) {
             (Self::Rest(c), Op::Get(k)) => c.get(fixtures.order_id(k)).await,
             (Self::Rest(c), Op::List) => c.list().await,
+            (Self::Rest(c), Op::Nested(k)) => c.nested(fixtures.order_id(k)).await,
             (Self::Rest(c), Op::Create) => c.create(fixtures, key).await.map(|_| ()),
             (Self::Rest(c), Op::Page) => match work {
                 Work::Page(position) => c.page(position).await.map(|_| ()),
@@ -128,9 +132,11 @@ impl Client {
             },
             (Self::Grpc(c), Op::Get(k)) => c.get(fixtures.order_id(k)).await,
             (Self::Grpc(c), Op::List) => c.list().await,
+            (Self::Grpc(c), Op::Nested(k)) => c.nested(fixtures.order_id(k)).await,
             (Self::Grpc(c), Op::Create) => c.create(fixtures, key).await,
             (Self::Graphql(c), Op::Get(k)) => c.get(fixtures.order_id(k)).await,
             (Self::Graphql(c), Op::List) => c.list().await,
+            (Self::Graphql(c), Op::Nested(k)) => c.nested(fixtures.order_id(k)).await,
             (Self::Graphql(c), Op::Create) => c.create(fixtures, key).await,
             (Self::Ws(c), Op::Get(k)) => c.get(fixtures.order_id(k)).await,
             (Self::Ws(c), Op::Create) => c.create(fixtures).await,

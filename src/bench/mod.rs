@@ -239,10 +239,11 @@ impl Protocol {
     pub fn unsupported(self, scenario: Scenario) -> Option<&'static str> {
         use Scenario::*;
         match (self, scenario) {
-            (Self::Sse | Self::LongPoll, Get | List | Create | Mixed) => {
+            (Self::Sse | Self::LongPoll, Get | List | Nested | Create | Mixed) => {
                 Some("a push protocol: it only takes part in the stream scenario")
             }
             (Self::Ws, List) => Some("the WebSocket session has no list command"),
+            (Self::Ws, Nested) => Some("the WebSocket session's get returns the order alone"),
             (Self::Rest | Self::RestH2 | Self::Graphql | Self::GraphqlH2, Stream) => Some(
                 "no push of its own here (GraphQL subscriptions run over /graphql/ws, not driven by the bench)",
             ),
@@ -259,6 +260,9 @@ pub enum Scenario {
     Get,
     /// Read a page of 50 orders with their items.
     List,
+    /// Read one order with its customer and each item's product: REST's `include`, one
+    /// GraphQL query, and over gRPC one call per resource (GetOrder, GetCustomer, GetProduct).
+    Nested,
     /// Create an order (with an idempotency key where the protocol has one).
     Create,
     /// Reads and creates, --read-percent reads.
@@ -275,6 +279,7 @@ impl Scenario {
         match self {
             Self::Get => "get",
             Self::List => "list",
+            Self::Nested => "nested",
             Self::Create => "create",
             Self::Mixed => "mixed",
             Self::Stream => "stream",

@@ -41,6 +41,16 @@ impl Rest {
         check_order(&parse(&body)?, Some(id))
     }
 
+    /// Reads one order with its customer and each item's product, side-loaded.
+    pub async fn nested(&mut self, id: &str) -> Result<(), OpError> {
+        let path = format!("/v1/orders/{id}?include=customer,items.product");
+        let (status, body) = self.http.call(self.http.get(&path)?).await?;
+        expect_status(status, StatusCode::OK)?;
+        let order = parse(&body)?;
+        check_order(&order, Some(id))?;
+        check_nested(&order["customer"], &order["items"])
+    }
+
     /// Reads the first page of 50 orders with their items.
     pub async fn list(&mut self) -> Result<(), OpError> {
         let request = self
@@ -108,6 +118,22 @@ pub fn check_order(order: &Value, id: Option<&str>) -> Result<(), OpError> {
     }
     if !order["items"].is_array() {
         return Err(OpError::Invalid("the order has no items array".into()));
+    }
+    Ok(())
+}
+
+/// An order's customer and each of its items' product are there, named: what the nested
+/// scenario reads (REST and GraphQL answers alike; the field names are the same in both).
+pub fn check_nested(customer: &Value, items: &Value) -> Result<(), OpError> {
+    if !customer["name"].is_string() {
+        return Err(OpError::Invalid("the order's customer is missing".into()));
+    }
+    let items = items.as_array().map(Vec::as_slice).unwrap_or_default();
+    if items
+        .iter()
+        .any(|item| !item["product"]["name"].is_string())
+    {
+        return Err(OpError::Invalid("an item's product is missing".into()));
     }
     Ok(())
 }
