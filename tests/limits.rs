@@ -465,3 +465,104 @@ async fn with_auth_off_two_addresses_do_not_share_a_grpc_session_quota() {
         "another address has a quota of its own"
     );
 }
+
+/// A `graphql-transport-ws` connection to `/graphql/ws` on `server`, opened from the local
+/// address `from` and acknowledged (the upgrade and `connection_init` take a unit each).
+async fn graphql_websocket_from(
+    server: &TestServer,
+    from: std::net::Ipv4Addr,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((from, 0).into()).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let mut request = format!("ws://{}/graphql/ws", server.addr)
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap_or_else(|e| panic!("the upgrade from {from} is refused: {e}"));
+    ws.send(Message::text(r#"{"type":"connection_init"}"#))
+        .await
+        .unwrap();
+    let ack = next_graphql_message(&mut ws).await;
+    assert_eq!(
+        ack.to_text().ok(),
+        Some(r#"{"type":"connection_ack"}"#),
+        "{ack:?}"
+    );
+    ws
+}
+
+/// The next message of a GraphQL WebSocket, which must come (WebSocket pings skipped).
+async fn next_graphql_message(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+) -> Message {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("an answer")
+            .expect("open")
+            .unwrap();
+        if !matches!(message, Message::Ping(_) | Message::Pong(_)) {
+            return message;
+        }
+    }
+}
+
+/// Sends `graphql-transport-ws` pings until one is refused; how many were answered with a pong
+/// (at most `max`) and the close code of the refusal.
+async fn graphql_pongs_until_closed(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    max: usize,
+) -> (usize, Option<u16>) {
+    for n in 0..max {
+        ws.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();
+        match next_graphql_message(ws).await {
+            Message::Text(text) => assert_eq!(text.as_str(), r#"{"type":"pong"}"#),
+            Message::Close(frame) => return (n, frame.map(|f| u16::from(f.code))),
+            other => panic!("expected a pong or a close, got {other:?}"),
+        }
+    }
+    (max, None)
+}
+
+#[tokio::test]
+async fn with_auth_off_two_addresses_do_not_share_a_graphql_websocket_message_quota() {
+    let mut config = config(3);
+    config.auth.api_keys.clear();
+    config.auth.insecure_no_auth = true;
+    let server = TestServer::with_auth(config).await;
+    // Everyone is the same "anonymous" admin: the quota is per address, as for requests. The
+    // upgrade, connection_init and one ping fit; the next ping closes the connection.
+    let mut first = graphql_websocket_from(&server, [127, 0, 0, 1].into()).await;
+    assert_eq!(
+        graphql_pongs_until_closed(&mut first, 10).await,
+        (1, Some(4429)),
+        "upgrade + connection_init + 1 ping = 3"
+    );
+    // Another address has a quota of its own: its upgrade, init and query are answered.
+    let mut second = graphql_websocket_from(&server, [127, 0, 0, 2].into()).await;
+    second
+        .send(Message::text(
+            r#"{"type":"subscribe","id":"q","payload":{"query":"{ order(id: \"1\") { id status } }"}}"#,
+        ))
+        .await
+        .unwrap();
+    let text =
+        |m: &Message| serde_json::from_str::<serde_json::Value>(m.to_text().unwrap()).unwrap();
+    let answer = text(&next_graphql_message(&mut second).await);
+    assert_eq!(
+        answer,
+        serde_json::json!({
+            "type": "next",
+            "id": "q",
+            "payload": { "data": { "order": { "id": "1", "status": "PENDING" } } },
+        })
+    );
+    let done = text(&next_graphql_message(&mut second).await);
+    assert_eq!(done, serde_json::json!({ "type": "complete", "id": "q" }));
+}
