@@ -334,13 +334,14 @@ impl RawReply {
     }
 }
 
-/// POSTs `body` to `path` with `client` and reads the whole reply, trailers included.
+/// POSTs `body` to `url` with `client` and reads the whole reply, trailers included (a
+/// streamed body need not have ended: the reply is read once the server answers).
 async fn raw_call(
     client: &reqwest::Client,
     url: String,
     content_type: &str,
     headers: &[(&str, &str)],
-    body: Vec<u8>,
+    body: impl Into<reqwest::Body>,
 ) -> RawReply {
     let mut request = client
         .post(url)
@@ -365,7 +366,7 @@ async fn raw_grpc(
     server: &TestServer,
     path: &str,
     headers: &[(&str, &str)],
-    body: Vec<u8>,
+    body: impl Into<reqwest::Body>,
 ) -> RawReply {
     let h2 = reqwest::Client::builder()
         .http2_prior_knowledge()
@@ -1655,6 +1656,36 @@ async fn a_unary_call_whose_deadline_already_passed_is_deadline_exceeded_and_doe
     let status = reply.grpc_status();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     expect_error(&status, Code::DeadlineExceeded, "deadline-exceeded");
+    assert_eq!(order_count(&server).await, before, "nothing was created");
+}
+
+#[tokio::test]
+async fn a_bulk_stream_open_when_its_deadline_passes_is_deadline_exceeded_and_creates_nothing() {
+    let server = TestServer::start().await;
+    let before = order_count(&server).await;
+    // One create, then the client neither sends more nor half-closes, so the deadline passes
+    // while the server is still reading the stream. Sent by hand: tonic's client enforces the
+    // same deadline itself and would answer its own CANCELLED before the server's status came.
+    let first = frame(&new_order("1", &[("1", 1)]).encode_to_vec());
+    let stalled = tokio_stream::StreamExt::chain(
+        tokio_stream::iter([Ok::<_, std::io::Error>(first)]),
+        tokio_stream::pending(),
+    );
+    let reply = raw_grpc(
+        &server,
+        "/polyport.orders.v1.Orders/BulkCreateOrders",
+        &[("grpc-timeout", "300m")],
+        reqwest::Body::wrap_stream(stalled),
+    )
+    .await;
+    assert_eq!(reply.http_status, 200);
+    let status = reply.grpc_status();
+    expect_error(&status, Code::DeadlineExceeded, "deadline-exceeded");
+    assert_eq!(
+        status.message(),
+        "the deadline passed while reading the stream",
+        "{status:?}"
+    );
     assert_eq!(order_count(&server).await, before, "nothing was created");
 }
 
