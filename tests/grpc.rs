@@ -1690,6 +1690,24 @@ async fn a_bulk_stream_open_when_its_deadline_passes_is_deadline_exceeded_and_cr
 }
 
 #[tokio::test]
+async fn a_watch_open_when_the_server_shuts_down_ends_with_unavailable_from_the_table() {
+    let server = TestServer::start().await;
+    let mut client = orders_client(&server).await;
+    let mut stream = watch(&mut client, WatchOrdersRequest::default()).await;
+    server.wait_for_streams(1, "the watch").await;
+
+    let (stopped, (events, status)) = tokio::join!(
+        tokio::time::timeout(PATIENCE, server.stop()),
+        end_status(&mut stream, "a watch at shutdown"),
+    );
+    stopped.expect("the server stops").expect("cleanly");
+    assert!(events.is_empty(), "{events:?}");
+    // From the table, like every other error: ErrorInfo and the trace id; UNAVAILABLE says
+    // reconnect (resuming after the last seq seen).
+    expect_error(&status, Code::Unavailable, "unavailable");
+}
+
+#[tokio::test]
 async fn a_service_this_server_does_not_have_is_unimplemented_from_the_table() {
     let server = TestServer::start().await;
     let reply = raw_grpc(
