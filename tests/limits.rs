@@ -393,12 +393,18 @@ async fn pongs_until_refused(
     max
 }
 
-#[tokio::test]
-async fn with_auth_off_two_addresses_do_not_share_a_websocket_message_quota() {
+/// A server with authentication off (every caller is the same anonymous admin) and a quota of
+/// 3 requests or messages.
+async fn without_auth_with_a_burst_of_3() -> TestServer {
     let mut config = config(3);
     config.auth.api_keys.clear();
     config.auth.insecure_no_auth = true;
-    let server = TestServer::with_auth(config).await;
+    TestServer::with_auth(config).await
+}
+
+#[tokio::test]
+async fn with_auth_off_two_addresses_do_not_share_a_websocket_message_quota() {
+    let server = without_auth_with_a_burst_of_3().await;
     // Everyone is the same "anonymous" admin: the quota is per address, as for requests.
     let mut first = websocket_from(&server, [127, 0, 0, 1].into()).await;
     assert_eq!(
@@ -449,10 +455,7 @@ async fn session_kinds_from(server: &TestServer, from: std::net::Ipv4Addr) -> Ve
 
 #[tokio::test]
 async fn with_auth_off_two_addresses_do_not_share_a_grpc_session_quota() {
-    let mut config = config(3);
-    config.auth.api_keys.clear();
-    config.auth.insecure_no_auth = true;
-    let server = TestServer::with_auth(config).await;
+    let server = without_auth_with_a_burst_of_3().await;
     // The call takes one unit, two commands fit, the third is refused: per address.
     let expected = ["a: order", "b: order", "c: RESOURCE_EXHAUSTED"];
     assert_eq!(
@@ -532,10 +535,7 @@ async fn graphql_pongs_until_closed(
 
 #[tokio::test]
 async fn with_auth_off_two_addresses_do_not_share_a_graphql_websocket_message_quota() {
-    let mut config = config(3);
-    config.auth.api_keys.clear();
-    config.auth.insecure_no_auth = true;
-    let server = TestServer::with_auth(config).await;
+    let server = without_auth_with_a_burst_of_3().await;
     // Everyone is the same "anonymous" admin: the quota is per address, as for requests. The
     // upgrade, connection_init and one ping fit; the next ping closes the connection.
     let mut first = graphql_websocket_from(&server, [127, 0, 0, 1].into()).await;
