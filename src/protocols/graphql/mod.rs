@@ -250,12 +250,22 @@ async fn execute(
     } else {
         StatusCode::OK
     };
-    let mut body = serde_json::to_value(&response)
-        .map_err(|e| ApiError::from(crate::domain::DomainError::Internal(e.to_string())))?;
-    if request_error && let Some(object) = body.as_object_mut() {
-        object.shift_remove("data");
+    // Serialized once, straight to text. A request error has no `data` entry at all.
+    let body = if request_error {
+        #[derive(serde::Serialize)]
+        struct RequestError<'a> {
+            errors: &'a [async_graphql::ServerError],
+            #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+            extensions: &'a std::collections::BTreeMap<String, async_graphql::Value>,
+        }
+        serde_json::to_string(&RequestError {
+            errors: &response.errors,
+            extensions: &response.extensions,
+        })
+    } else {
+        serde_json::to_string(&response)
     }
-    let body = body.to_string();
+    .map_err(|e| ApiError::from(crate::domain::DomainError::Internal(e.to_string())))?;
     if method == Method::GET && status == StatusCode::OK && response.errors.is_empty() {
         // A GET query (a persisted one is a short URL) is cacheable: an ETag over the answer,
         // revalidated before use (the data is per user, as REST's orders are).
