@@ -576,6 +576,53 @@ async fn a_revoked_token_is_refused_by_the_api_until_it_expires() {
 }
 
 #[tokio::test]
+async fn a_websocket_session_refuses_its_next_command_once_its_token_expires() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::{Message, protocol::frame::coding::CloseCode};
+    let server = TokenServer::start().await;
+    // Valid for two more seconds: the session may answer now, but not after that.
+    let token = forge(claims("admin", now() + 2));
+    let mut request = format!("ws://{}/v1/ws", server.server.addr)
+        .into_client_request()
+        .unwrap();
+    let bearer = format!("Bearer {token}").parse().unwrap();
+    request.headers_mut().insert("authorization", bearer);
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let ping = |id: &str| Message::text(format!(r#"{{"op":"ping","id":"{id}"}}"#));
+    ws.send(ping("before")).await.unwrap();
+    let reply = loop {
+        match ws.next().await.expect("an answer").unwrap() {
+            Message::Text(text) => break text,
+            _ => continue,
+        }
+    };
+    let reply: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply["op"], "pong", "{reply}");
+
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // The expiry is checked per command (and at the next keep-alive ping, whichever comes
+    // first): either way the session ends with 4401, and the command gets no answer.
+    let _ = ws.send(ping("after")).await;
+    let close = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(message) = ws.next().await {
+            match message {
+                Ok(Message::Close(frame)) => return frame,
+                Ok(Message::Text(text)) => panic!("answered after its token expired: {text}"),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    })
+    .await
+    .expect("the session was still open 10 s after its token expired")
+    .expect("a close frame");
+    assert_eq!(close.code, CloseCode::from(4401), "{close:?}");
+    assert_eq!(close.reason.as_str(), "the access token expired");
+}
+
+#[tokio::test]
 async fn an_event_stream_ends_when_its_token_expires() {
     use futures_util::StreamExt;
     let server = TokenServer::start().await;
