@@ -84,7 +84,7 @@ impl App {
                 auth,
                 limiter: Arc::new(RateLimiter::new(&config.rate_limit)),
             }),
-            rendered_events: Arc::default(),
+            sse_frames: Arc::default(),
             core: Arc::new(core),
             idempotency: Arc::new(Idempotency::new(
                 config.idempotency.ttl,

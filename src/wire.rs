@@ -122,16 +122,17 @@ pub fn event_json(event: &Event) -> Value {
     body
 }
 
-/// The JSON text of the most recent events, rendered once and shared by every subscriber that
-/// sends it as it is (SSE's `data:`): with 10 000 subscribers an event is serialized once, not
-/// 10 000 times (serializing was most of the server's cost per delivery, see BENCHMARKS.md).
-/// Bounded: it keeps the last few events only; an older one (a replay) is rendered again.
+/// The most recent events as one protocol renders them (SSE: the whole frame around
+/// [`event_json`]), rendered once and shared by every subscriber that sends them as they are:
+/// with 10 000 subscribers an event is serialized once, not 10 000 times (serializing was most
+/// of the server's cost per delivery, see BENCHMARKS.md). Bounded: it keeps the last few events
+/// only; an older one (a replay) is rendered again.
 #[derive(Debug)]
-pub struct RenderedEvents {
-    recent: std::sync::Mutex<std::collections::VecDeque<(u64, std::sync::Arc<str>)>>,
+pub struct RenderedEvents<T> {
+    recent: std::sync::Mutex<std::collections::VecDeque<(u64, T)>>,
 }
 
-impl RenderedEvents {
+impl<T: Clone> RenderedEvents<T> {
     /// How many events are kept rendered.
     pub const KEEP: usize = 64;
 
@@ -142,21 +143,21 @@ impl RenderedEvents {
         }
     }
 
-    /// `event` as [`event_json`] text, rendered at most once while it is recent.
-    pub fn text(&self, event: &Event) -> std::sync::Arc<str> {
-        let cached = |recent: &std::collections::VecDeque<(u64, std::sync::Arc<str>)>| {
+    /// `event` as `render` renders it, rendered at most once while it is recent.
+    pub fn get(&self, event: &Event, render: impl FnOnce(&Event) -> T) -> T {
+        let cached = |recent: &std::collections::VecDeque<(u64, T)>| {
             recent
                 .iter()
                 .rev()
                 .find(|(seq, _)| *seq == event.seq)
-                .map(|(_, text)| std::sync::Arc::clone(text))
+                .map(|(_, rendered)| rendered.clone())
         };
         // A poisoned lock only means another subscriber panicked mid-push: the data is fine.
         let lock = || self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(text) = cached(&lock()) {
-            return text;
+        if let Some(rendered) = cached(&lock()) {
+            return rendered;
         }
-        let text: std::sync::Arc<str> = event_json(event).to_string().into();
+        let rendered = render(event);
         let mut recent = lock();
         if let Some(raced) = cached(&recent) {
             return raced;
@@ -164,12 +165,12 @@ impl RenderedEvents {
         if recent.len() == Self::KEEP {
             recent.pop_front();
         }
-        recent.push_back((event.seq, std::sync::Arc::clone(&text)));
-        text
+        recent.push_back((event.seq, rendered.clone()));
+        rendered
     }
 }
 
-impl Default for RenderedEvents {
+impl<T: Clone> Default for RenderedEvents<T> {
     fn default() -> Self {
         Self::new()
     }
@@ -196,14 +197,18 @@ mod tests {
 
     #[test]
     fn an_event_is_rendered_once_and_shared_and_old_ones_are_forgotten() {
-        let rendered = RenderedEvents::new();
-        let first = rendered.text(&event(1));
+        let rendered = RenderedEvents::<Arc<str>>::new();
+        let render = |e: &Event| Arc::<str>::from(event_json(e).to_string());
+        let first = rendered.get(&event(1), render);
         assert_eq!(*first, event_json(&event(1)).to_string());
-        assert!(Arc::ptr_eq(&first, &rendered.text(&event(1))), "shared");
-        for seq in 2..=(RenderedEvents::KEEP as u64 + 1) {
-            rendered.text(&event(seq));
+        assert!(
+            Arc::ptr_eq(&first, &rendered.get(&event(1), render)),
+            "shared"
+        );
+        for seq in 2..=(RenderedEvents::<Arc<str>>::KEEP as u64 + 1) {
+            rendered.get(&event(seq), render);
         }
-        let again = rendered.text(&event(1));
+        let again = rendered.get(&event(1), render);
         assert!(
             !Arc::ptr_eq(&first, &again),
             "seq 1 was evicted and rendered anew"

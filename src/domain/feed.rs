@@ -6,9 +6,13 @@
 //! follower fell so far behind that its live buffer overflowed, it reports the gap explicitly
 //! ([`FeedItem::Missed`]), recovers from the retained log, and carries on.
 
+use std::collections::VecDeque;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::SystemTime;
 
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::access::Principal;
@@ -99,30 +103,8 @@ pub enum FeedItem {
 /// Follows `log` after `after_seq` (`None`: from now), handing the events that match `filter`
 /// and that `who` may see (a customer sees only its own orders' events) to `send` until `send`
 /// reports the client gone (returns false), the log closes, or `who`'s credential expires (a
-/// stream never outlives its token).
+/// stream never outlives its token, even while `send` waits for a slow client).
 pub async fn follow<F, Fut>(
-    log: &Arc<dyn EventLog>,
-    who: &Principal,
-    after_seq: Option<u64>,
-    filter: &EventFilter,
-    send: F,
-) where
-    F: FnMut(FeedItem) -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let Some(until) = who.valid_until else {
-        return follow_events(log, who, after_seq, filter, send).await;
-    };
-    let left = until
-        .duration_since(std::time::SystemTime::now())
-        .unwrap_or_default();
-    tokio::select! {
-        () = follow_events(log, who, after_seq, filter, send) => {}
-        () = tokio::time::sleep(left) => {}
-    }
-}
-
-async fn follow_events<F, Fut>(
     log: &Arc<dyn EventLog>,
     who: &Principal,
     after_seq: Option<u64>,
@@ -132,58 +114,135 @@ async fn follow_events<F, Fut>(
     F: FnMut(FeedItem) -> Fut,
     Fut: Future<Output = bool>,
 {
-    let subscription = log.subscribe(after_seq);
-    let mut last = after_seq.unwrap_or(subscription.position);
-    if last > subscription.position {
-        // A seq from the future: the log restarted (it is in memory). Say where it is now.
-        let item = FeedItem::Missed {
-            requested_after: last,
-            resumed_after: subscription.position,
-        };
-        last = subscription.position;
-        if !send(item).await {
-            return;
-        }
-    }
-    if let Some(missed) = subscription.missed {
-        let item = FeedItem::Missed {
-            requested_after: missed.requested_after,
-            resumed_after: missed.oldest_retained - 1,
-        };
-        if !send(item).await {
-            return;
-        }
-    }
-    let mut live = subscription.live;
-    let mut backlog = subscription.replay;
-    loop {
-        for event in backlog.drain(..) {
-            if event.seq <= last {
-                continue;
-            }
-            last = event.seq;
-            if filter.matches(who, &event) && !send(FeedItem::Event(event)).await {
+    let mut follower = Follower::new(Arc::clone(log), who.clone(), after_seq, filter.clone());
+    let run = async {
+        while let Some(item) = follower.next().await {
+            if !send(item).await {
                 return;
             }
         }
-        match live.recv().await {
-            Ok(event) => backlog.push(event),
-            Err(RecvError::Lagged(_)) => {
-                // Too slow for the live buffer: catch up from the retained log instead.
-                backlog = log.since(last, usize::MAX);
-                if let Some(first) = backlog.first()
-                    && first.seq > last + 1
-                {
-                    let item = FeedItem::Missed {
-                        requested_after: last,
-                        resumed_after: first.seq - 1,
-                    };
-                    if !send(item).await {
-                        return;
+    };
+    match who.valid_until {
+        None => run.await,
+        Some(until) => {
+            let left = until.duration_since(SystemTime::now()).unwrap_or_default();
+            tokio::select! {
+                () = run => {}
+                () = tokio::time::sleep(left) => {}
+            }
+        }
+    }
+}
+
+/// One client's place in the log, pulled one item at a time: [`follow`] drives it for the
+/// adapters that push to their client, and a transport that pulls (an HTTP response body)
+/// polls it directly, with no task or queue of its own.
+///
+/// It replays the retained events after the client's seq, then goes live, skipping nothing and
+/// repeating nothing; every gap is reported as [`FeedItem::Missed`] before what follows it.
+pub struct Follower {
+    log: Arc<dyn EventLog>,
+    who: Principal,
+    filter: EventFilter,
+    /// The newest seq taken from the log (whether it matched or not).
+    last: u64,
+    live: broadcast::Receiver<Arc<Event>>,
+    /// Items taken from the log and not yet handed out, oldest first.
+    ready: VecDeque<FeedItem>,
+    /// When `who`'s credential expires: the follower ends then.
+    expiry: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Follower {
+    /// Joins `log` after `after_seq` (`None`: from now) for `who`, keeping what `filter` lets
+    /// through and `who` may see.
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        who: Principal,
+        after_seq: Option<u64>,
+        filter: EventFilter,
+    ) -> Self {
+        let subscription = log.subscribe(after_seq);
+        let expiry = who.valid_until.map(|until| {
+            let left = until.duration_since(SystemTime::now()).unwrap_or_default();
+            Box::pin(tokio::time::sleep(left))
+        });
+        let mut follower = Self {
+            log,
+            who,
+            filter,
+            last: after_seq.unwrap_or(subscription.position),
+            live: subscription.live,
+            ready: VecDeque::new(),
+            expiry,
+        };
+        if follower.last > subscription.position {
+            // A seq from the future: the log restarted (it is in memory). Say where it is now.
+            follower.ready.push_back(FeedItem::Missed {
+                requested_after: follower.last,
+                resumed_after: subscription.position,
+            });
+            follower.last = subscription.position;
+        }
+        if let Some(missed) = subscription.missed {
+            follower.ready.push_back(FeedItem::Missed {
+                requested_after: missed.requested_after,
+                resumed_after: missed.oldest_retained - 1,
+            });
+        }
+        for event in subscription.replay {
+            follower.take(event);
+        }
+        follower
+    }
+
+    /// The next item for the client, waiting for one if need be; `None` once the log has
+    /// closed or `who`'s credential has expired. Cancel-safe: dropping the future loses nothing.
+    pub async fn next(&mut self) -> Option<FeedItem> {
+        loop {
+            if self.who.expired() {
+                return None;
+            }
+            if let Some(item) = self.ready.pop_front() {
+                return Some(item);
+            }
+            let received = match &mut self.expiry {
+                None => self.live.recv().await,
+                Some(expiry) => tokio::select! {
+                    received = self.live.recv() => received,
+                    () = expiry.as_mut() => return None,
+                },
+            };
+            match received {
+                Ok(event) => self.take(event),
+                Err(RecvError::Lagged(_)) => {
+                    // Too slow for the live buffer: catch up from the retained log instead.
+                    let backlog = self.log.since(self.last, usize::MAX);
+                    if let Some(first) = backlog.first()
+                        && first.seq > self.last + 1
+                    {
+                        self.ready.push_back(FeedItem::Missed {
+                            requested_after: self.last,
+                            resumed_after: first.seq - 1,
+                        });
+                    }
+                    for event in backlog {
+                        self.take(event);
                     }
                 }
+                Err(RecvError::Closed) => return None,
             }
-            Err(RecvError::Closed) => return,
+        }
+    }
+
+    /// Takes `event` from the log: queued for the client if it is new and passes the filter.
+    fn take(&mut self, event: Arc<Event>) {
+        if event.seq <= self.last {
+            return;
+        }
+        self.last = event.seq;
+        if self.filter.matches(&self.who, &event) {
+            self.ready.push_back(FeedItem::Event(event));
         }
     }
 }

@@ -48,8 +48,8 @@ pub struct Shared {
     /// Who is calling and whether they may call now: the same gate the HTTP layer uses, for
     /// the checks a WebSocket or gRPC session makes per message.
     pub gate: Arc<Gate>,
-    /// Recent events as JSON text, shared by every SSE subscriber.
-    pub rendered_events: Arc<crate::wire::RenderedEvents>,
+    /// Recent events as whole SSE frames, shared by every SSE subscriber.
+    pub sse_frames: Arc<crate::wire::RenderedEvents<bytes::Bytes>>,
     /// The gRPC health status (`grpc.health.v1.Health`), turned NOT_SERVING at shutdown.
     pub health: tonic_health::server::HealthReporter,
     /// True once shutdown has begun.

@@ -10,26 +10,33 @@
 //! At shutdown the stream ends; the client reconnects elsewhere with its last id.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
-use http::header::ACCEPT;
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::Stream;
+use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use http_body::Frame;
+use tokio::time::{Instant, Sleep};
 
 use super::{admit, filter, missed_json, query_params, seq};
 use crate::domain::Principal;
-use crate::domain::feed::{self, FeedItem};
+use crate::domain::events::Event;
+use crate::domain::feed::{self, FeedItem, Follower};
 use crate::domain::model::OrderId;
 use crate::gateway::ApiError;
 use crate::gateway::auth::Caller;
 use crate::gateway::error::kind;
 use crate::protocols::AppState;
-
-/// Frames queued for a slow reader before the follower waits for it.
-const BUFFER: usize = 64;
+use crate::protocols::state::StreamGuard;
+use crate::wire::event_json;
 
 /// `GET /v1/events`
 pub async fn all_events(
@@ -98,50 +105,111 @@ fn stream(
     // the client sees that frame is never lost.
     let after = after.or_else(|| Some(app.core.events().last_seq()));
 
-    let (tx, rx) = mpsc::channel::<Result<SseEvent, Infallible>>(BUFFER);
-    let retry = app.config.push.sse_retry;
-    let keepalive = KeepAlive::new()
-        .interval(app.config.push.sse_keepalive)
-        .text("ping");
-    tokio::spawn(async move {
-        let _streaming = streaming;
-        let hello = SseEvent::default()
-            .retry(retry)
-            .comment("polyport event stream");
-        if tx.send(Ok(hello)).await.is_err() {
-            return;
-        }
-        let follow = feed::follow(app.core.events(), &who, after, &filter, |item| {
+    let follower = Follower::new(Arc::clone(app.core.events()), who, after, filter);
+    let hello = format!(
+        "retry: {}\n: polyport event stream\n\n",
+        app.config.push.sse_retry.as_millis()
+    );
+    let keepalive = app.config.push.sse_keepalive;
+    let body = EventStream {
+        hello: Some(Bytes::from(hello)),
+        frames: Box::pin(frames(app, follower)),
+        keepalive: Box::pin(tokio::time::sleep(keepalive)),
+        interval: keepalive,
+        last_sent: Instant::now(),
+        _streaming: streaming,
+    };
+    let mut response = Response::new(Body::new(body));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tell buffering proxies (nginx) to pass frames through as they come.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// The frames of one stream, pulled from its follower as the connection asks for them: no task
+/// and no queue per subscriber, so an idle one costs its connection and this state only. Ends
+/// at shutdown (how SSE says "going away": `EventSource` reconnects) and when the follower
+/// does (its token expired).
+fn frames(app: AppState, follower: Follower) -> impl Stream<Item = Bytes> + Send {
+    let draining = app.draining.subscribe();
+    futures_util::stream::unfold(
+        (app, follower, draining),
+        |(app, mut follower, mut draining)| async move {
+            let item = tokio::select! {
+                item = follower.next() => item?,
+                _ = draining.wait_for(|d| *d) => return None,
+            };
             let frame = match item {
-                FeedItem::Event(event) => SseEvent::default()
-                    .id(event.seq.to_string())
-                    .event(event.change.event_type())
-                    .data(&*app.rendered_events.text(&event)),
+                FeedItem::Event(event) => app.sse_frames.get(&event, frame),
                 FeedItem::Missed {
                     requested_after,
                     resumed_after,
-                } => SseEvent::default()
-                    .id(resumed_after.to_string())
-                    .event("reset")
-                    .data(missed_json(requested_after, resumed_after).to_string()),
+                } => Bytes::from(format!(
+                    "id: {resumed_after}\nevent: reset\ndata: {}\n\n",
+                    missed_json(requested_after, resumed_after)
+                )),
             };
-            let tx = &tx;
-            async move { tx.send(Ok(frame)).await.is_ok() }
-        });
-        tokio::select! {
-            () = follow => {}
-            () = tx.closed() => {}
-            // Ending the stream is how SSE says "going away"; EventSource reconnects.
-            () = app.drained() => {}
-        }
-    });
+            Some((frame, (app, follower, draining)))
+        },
+    )
+}
 
-    let mut response = Sse::new(ReceiverStream::new(rx))
-        .keep_alive(keepalive)
-        .into_response();
-    // Tell buffering proxies (nginx) to pass frames through as they come.
-    response
-        .headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+/// `event` as one SSE frame, the same bytes for every subscriber. Compact JSON has no line
+/// breaks, so it is one `data:` line.
+fn frame(event: &Event) -> Bytes {
+    Bytes::from(format!(
+        "id: {}\nevent: {}\ndata: {}\n\n",
+        event.seq,
+        event.change.event_type(),
+        event_json(event)
+    ))
+}
+
+/// The keep-alive comment.
+const PING: &[u8] = b": ping\n\n";
+
+/// The response body of an event stream: the hello frame, then the follower's frames, with a
+/// `: ping` comment whenever `interval` passes with nothing sent.
+struct EventStream<S> {
+    hello: Option<Bytes>,
+    frames: Pin<Box<S>>,
+    keepalive: Pin<Box<Sleep>>,
+    interval: Duration,
+    last_sent: Instant,
+    _streaming: StreamGuard,
+}
+
+impl<S: Stream<Item = Bytes>> http_body::Body for EventStream<S> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        if let Some(hello) = this.hello.take() {
+            return Poll::Ready(Some(Ok(Frame::data(hello))));
+        }
+        if let Poll::Ready(frame) = this.frames.as_mut().poll_next(cx) {
+            // The timer is not moved per frame (that costs a timer-wheel update per delivery);
+            // when it fires it looks at when the last frame went out.
+            this.last_sent = Instant::now();
+            return Poll::Ready(frame.map(|f| Ok(Frame::data(f))));
+        }
+        while this.keepalive.as_mut().poll(cx).is_ready() {
+            let due = this.last_sent + this.interval;
+            if Instant::now() >= due {
+                this.last_sent = Instant::now();
+                this.keepalive
+                    .as_mut()
+                    .reset(this.last_sent + this.interval);
+                return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(PING)))));
+            }
+            this.keepalive.as_mut().reset(due);
+        }
+        Poll::Pending
+    }
 }
