@@ -1,37 +1,44 @@
 //! One port for everything: the accept loop, optional TLS, per-connection protocol detection,
 //! and graceful shutdown.
 //!
-//! Each accepted connection is handed to hyper-util's `auto` builder, which peeks at the first
-//! bytes: the HTTP/2 connection preface (`PRI * HTTP/2.0...`, what `curl --http2-prior-knowledge`
-//! and gRPC clients send over cleartext) selects HTTP/2, anything else HTTP/1.1 (with upgrades,
-//! for WebSocket). Above that, one router sees every request whatever its HTTP version, so gRPC
-//! (`content-type: application/grpc`), GraphQL and REST can all share the port.
+//! Each accepted connection is told apart by a peek (not a read) at its first bytes: the
+//! HTTP/2 connection preface (`PRI * HTTP/2.0...`, what `curl --http2-prior-knowledge` and gRPC
+//! clients send over cleartext) selects hyper's HTTP/2 server, anything else its HTTP/1.1 server
+//! (with upgrades, for WebSocket). Peeking leaves the bytes in the socket, so hyper's first read
+//! takes the whole request head into its buffer; reading them out first (as hyper-util's `auto`
+//! builder does) hands hyper a 24-byte first read, after which its read buffer grows to 16 KiB
+//! on every connection (measured with heaptrack, see BENCHMARKS.md), which is most of what an
+//! idle SSE subscriber costs. Only a preface that arrives in pieces, too short to decide on, goes
+//! to the `auto` builder. Above that, one router sees every request whatever its HTTP version,
+//! so gRPC (`content-type: application/grpc`), GraphQL and REST can all share the port.
 //!
 //! With TLS configured (see [`super::tls`]) the port speaks only TLS: each connection first
 //! completes its handshake, in its own task and within `tls.handshake_timeout`, so a slow or
-//! silent client never holds up the accept loop. Over TLS the client picks HTTP/2 by ALPN and
-//! then sends the same preface, so the `auto` builder needs no help from the handshake.
+//! silent client never holds up the accept loop. Over TLS the client picks HTTP/2 or HTTP/1.1 by
+//! ALPN; a client that names neither goes to the `auto` builder.
 //!
 //! Every request carries a [`ConnectionInfo`] (peer address, TLS or not) in its extensions and,
 //! when the client presented a verified certificate, a [`ClientCertificate`]: the identity the
 //! auth layer maps to a principal.
 //!
 //! Shutdown: when the signal fires the listener is dropped (no new connections), handshakes in
-//! progress are abandoned (they have no request to finish), every open connection is told to
+//! progress and connections that have sent nothing yet are abandoned (they have no request to
+//! finish), every open connection is told to
 //! finish its in-flight requests and close (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY), and we
 //! wait for them at most `grace`.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -48,8 +55,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> std::io::Result<()> {
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
-    let graceful = GracefulShutdown::new();
+    let builders = Arc::new(Builders {
+        http1: http1::Builder::new(),
+        http2: http2::Builder::new(TokioExecutor::new()),
+        auto: auto::Builder::new(TokioExecutor::new()),
+    });
+    // Every connection task holds a receiver: the drain below ends when the last one is gone.
     let (stopping, stopped) = watch::channel(false);
     tokio::pin!(shutdown);
 
@@ -70,38 +81,37 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         // Taken here, not in the task: a connection accepted just before shutdown is still
         // told to drain.
-        let watcher = graceful.watcher();
-        let builder = Arc::clone(&builder);
+        let mut stopped = stopped.clone();
+        let builders = Arc::clone(&builders);
         let router = router.clone();
         match &tls {
             None => {
                 let info = ConnectionInfo { peer, tls: false };
-                tokio::spawn(serve_connection(
-                    builder,
-                    router,
-                    info,
-                    None,
-                    TokioIo::new(stream),
-                    watcher,
-                ));
+                tokio::spawn(async move {
+                    let Some(protocol) = sniff(&stream, &mut stopped).await else {
+                        return;
+                    };
+                    let io = TokioIo::new(stream);
+                    serve_connection(&builders, router, info, None, protocol, io, stopped).await;
+                });
             }
             Some(tls) => {
-                let (tls, stopped) = (tls.clone(), stopped.clone());
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    handshake_then_serve(builder, router, &tls, peer, stream, stopped, watcher)
-                        .await;
+                    handshake_then_serve(&builders, router, &tls, peer, stream, stopped).await;
                 });
             }
         }
     }
 
     drop(listener);
+    drop(stopped);
     stopping.send_replace(true);
     tracing::info!(
         grace_ms = grace.as_millis() as u64,
         "shutting down: draining connections"
     );
-    if tokio::time::timeout(grace, graceful.shutdown())
+    if tokio::time::timeout(grace, stopping.closed())
         .await
         .is_err()
     {
@@ -114,13 +124,12 @@ pub async fn serve(
 /// server starts shutting down meanwhile), reads the client's certificate, then serves the
 /// connection (which drains like any other once it is established).
 async fn handshake_then_serve(
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: &Builders,
     router: Router,
     tls: &Tls,
     peer: SocketAddr,
     stream: TcpStream,
     mut stopped: watch::Receiver<bool>,
-    watcher: Watcher,
 ) {
     let handshake = tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream));
     let handshake = tokio::select! {
@@ -160,27 +169,63 @@ async fn handshake_then_serve(
         client = certificate.as_ref().map(|c| c.subject.as_str()),
         "TLS handshake complete"
     );
+    let protocol = match session.alpn_protocol() {
+        Some(b"h2") => Protocol::Http2,
+        Some(b"http/1.1") => Protocol::Http1,
+        _ => Protocol::Undecided,
+    };
     let info = ConnectionInfo { peer, tls: true };
-    serve_connection(
-        builder,
-        router,
-        info,
-        certificate,
-        TokioIo::new(stream),
-        watcher,
-    )
-    .await;
+    let io = TokioIo::new(stream);
+    serve_connection(builders, router, info, certificate, protocol, io, stopped).await;
+}
+
+/// The first bytes every HTTP/2 connection sends.
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What a connection speaks, known before hyper reads from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+    /// Not known yet: hyper-util's `auto` builder reads until it is.
+    Undecided,
+}
+
+/// The servers of each protocol, configured once for every connection.
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    auto: auto::Builder<TokioExecutor>,
+}
+
+/// Tells HTTP/2 from HTTP/1.1 by peeking at the first bytes of a cleartext connection, leaving
+/// them in the socket for hyper. `None`: the client closed before sending anything, or the
+/// server began shutting down first (there is no request to finish).
+async fn sniff(stream: &TcpStream, stopped: &mut watch::Receiver<bool>) -> Option<Protocol> {
+    let mut head = [0; PREFACE.len()];
+    let peeked = tokio::select! {
+        peeked = stream.peek(&mut head) => peeked,
+        _ = stopped.wait_for(|stopping| *stopping) => return None,
+    };
+    match peeked {
+        Ok(0) | Err(_) => None,
+        Ok(n) if head[..n] != PREFACE[..n] => Some(Protocol::Http1),
+        Ok(n) if n == PREFACE.len() => Some(Protocol::Http2),
+        // The start of a preface, the rest still on its way.
+        Ok(_) => Some(Protocol::Undecided),
+    }
 }
 
 /// Serves HTTP/1.1 or HTTP/2 on one connection (plaintext or TLS), tagging each request with
 /// the connection's [`ConnectionInfo`] and [`ClientCertificate`].
 async fn serve_connection<IO>(
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: &Builders,
     router: Router,
     info: ConnectionInfo,
     certificate: Option<ClientCertificate>,
+    protocol: Protocol,
     io: IO,
-    watcher: Watcher,
+    stopped: watch::Receiver<bool>,
 ) where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -194,11 +239,48 @@ async fn serve_connection<IO>(
         }
         request
     });
-    let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(router));
-    if let Err(error) = watcher.watch(connection).await {
+    let service = TowerToHyperService::new(router);
+    let served = match protocol {
+        Protocol::Http1 => {
+            let connection = builders.http1.serve_connection(io, service).with_upgrades();
+            until_drained(connection, stopped, |c| c.graceful_shutdown())
+                .await
+                .map_err(Into::into)
+        }
+        Protocol::Http2 => {
+            let connection = builders.http2.serve_connection(io, service);
+            until_drained(connection, stopped, |c| c.graceful_shutdown())
+                .await
+                .map_err(Into::into)
+        }
+        Protocol::Undecided => {
+            let connection = builders.auto.serve_connection_with_upgrades(io, service);
+            until_drained(connection, stopped, |c| c.graceful_shutdown()).await
+        }
+    };
+    if let Err::<(), Box<dyn std::error::Error + Send + Sync>>(error) = served {
         // Clients that vanish mid-request end up here; that is their business, not an error of ours.
         tracing::debug!(peer = %info.peer, %error, "connection ended with an error");
     }
+}
+
+/// Runs `connection` to its end; once shutdown begins, `drain` tells it to finish its in-flight
+/// requests and close (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY). Holding `stopped` until
+/// then is what the server's drain waits for.
+async fn until_drained<C, E>(
+    connection: C,
+    mut stopped: watch::Receiver<bool>,
+    drain: impl FnOnce(Pin<&mut C>),
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    tokio::pin!(connection);
+    tokio::select! {
+        served = connection.as_mut() => return served,
+        _ = stopped.wait_for(|stopping| *stopping) => drain(connection.as_mut()),
+    }
+    connection.await
 }
 
 #[cfg(test)]
