@@ -243,19 +243,19 @@ async fn serve_connection<IO>(
     let served = match protocol {
         Protocol::Http1 => {
             let connection = builders.http1.serve_connection(io, service).with_upgrades();
-            until_drained(connection, stopped, |c| c.graceful_shutdown())
+            until_drained(Box::pin(connection), stopped, |c| c.graceful_shutdown())
                 .await
                 .map_err(Into::into)
         }
         Protocol::Http2 => {
             let connection = builders.http2.serve_connection(io, service);
-            until_drained(connection, stopped, |c| c.graceful_shutdown())
+            until_drained(Box::pin(connection), stopped, |c| c.graceful_shutdown())
                 .await
                 .map_err(Into::into)
         }
         Protocol::Undecided => {
             let connection = builders.auto.serve_connection_with_upgrades(io, service);
-            until_drained(connection, stopped, |c| c.graceful_shutdown()).await
+            until_drained(Box::pin(connection), stopped, |c| c.graceful_shutdown()).await
         }
     };
     if let Err::<(), Box<dyn std::error::Error + Send + Sync>>(error) = served {
@@ -266,16 +266,16 @@ async fn serve_connection<IO>(
 
 /// Runs `connection` to its end; once shutdown begins, `drain` tells it to finish its in-flight
 /// requests and close (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY). Holding `stopped` until
-/// then is what the server's drain waits for.
+/// then is what the server's drain waits for. The connection is boxed by the caller so that the
+/// task of every connection is as large as its own protocol's state, not the largest of the three.
 async fn until_drained<C, E>(
-    connection: C,
+    mut connection: Pin<Box<C>>,
     mut stopped: watch::Receiver<bool>,
     drain: impl FnOnce(Pin<&mut C>),
 ) -> Result<(), E>
 where
     C: Future<Output = Result<(), E>>,
 {
-    tokio::pin!(connection);
     tokio::select! {
         served = connection.as_mut() => return served,
         _ = stopped.wait_for(|stopping| *stopping) => drain(connection.as_mut()),
