@@ -85,6 +85,7 @@ impl App {
                 limiter: Arc::new(RateLimiter::new(&config.rate_limit)),
             }),
             sse_frames: Arc::default(),
+            event_texts: Arc::default(),
             core: Arc::new(core),
             idempotency: Arc::new(Idempotency::new(
                 config.idempotency.ttl,

@@ -50,6 +50,8 @@ pub struct Shared {
     pub gate: Arc<Gate>,
     /// Recent events as whole SSE frames, shared by every SSE subscriber.
     pub sse_frames: Arc<crate::wire::RenderedEvents<bytes::Bytes>>,
+    /// Recent events as JSON text, shared by every WebSocket subscriber.
+    pub event_texts: Arc<crate::wire::RenderedEvents<Arc<str>>>,
     /// The gRPC health status (`grpc.health.v1.Health`), turned NOT_SERVING at shutdown.
     pub health: tonic_health::server::HealthReporter,
     /// True once shutdown has begun.

@@ -44,22 +44,24 @@
 //! per connection, so one slow client never holds up anyone else. A malformed message gets an
 //! `error` message and the connection stays open.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
 
 use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_stream::StreamMap;
 
 use super::{admit, missed_json};
-use crate::domain::feed::{self, EventFilter, FeedItem};
+use crate::domain::feed::{EventFilter, FeedItem, Follower};
 use crate::domain::model::OrderId;
 use crate::domain::{FieldViolation, NewOrder, Principal};
 use crate::gateway::ApiError;
@@ -169,13 +171,18 @@ struct Session {
     /// The last message was refused by the rate limiter (the next refusal closes).
     limited: bool,
     trace_id: TraceId,
-    /// Everything this client is sent goes through this bounded queue to the writer task; a
-    /// client that reads too slowly fills it and is closed, instead of growing it or blocking us.
-    out_tx: mpsc::Sender<Message>,
-    /// A follower that found the queue full reports its subscription here.
-    overflow_tx: mpsc::Sender<String>,
-    subscriptions: HashMap<String, JoinHandle<()>>,
+    /// Everything this client is sent waits here, oldest first, until its socket takes it.
+    /// Bounded by `push.ws_queue`: while it is full the subscriptions are not read (their
+    /// events wait in the log), and a client that keeps it full is closed, instead of growing
+    /// it or blocking anyone else.
+    outbox: VecDeque<Message>,
+    /// The subscriptions by id, each the client's place in the event log. They are polled by
+    /// the session itself: no task and no queue per subscription.
+    subscriptions: StreamMap<String, Subscription>,
 }
+
+/// One subscription's items, pulled from its follower.
+type Subscription = Pin<Box<dyn Stream<Item = FeedItem> + Send>>;
 
 /// How long a closing session waits for its Close frame to go out and the client's to come back.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -191,35 +198,6 @@ impl Session {
         let _streaming = streaming;
         let push = app.config.push.clone();
         let (mut sink, mut stream) = socket.split();
-        let (out_tx, mut out_rx) = mpsc::channel::<Message>(push.ws_queue);
-        let (overflow_tx, mut overflow_rx) = mpsc::channel::<String>(1);
-        let (close_tx, close_rx) = oneshot::channel::<Message>();
-
-        // The writer: the only task that waits on the client's socket. When the client stops
-        // reading, only it waits; the session still sees the overflow and ends.
-        let mut writer = tokio::spawn(async move {
-            let mut close_rx = close_rx;
-            loop {
-                tokio::select! {
-                    biased;
-                    close = &mut close_rx => {
-                        if let Ok(frame) = close {
-                            let _ = sink.send(frame).await;
-                        }
-                        return;
-                    }
-                    message = out_rx.recv() => match message {
-                        Some(message) => {
-                            if sink.send(message).await.is_err() {
-                                return;
-                            }
-                        }
-                        None => return,
-                    },
-                }
-            }
-        });
-
         let auth_deadline = tokio::time::sleep(app.config.auth.first_message_timeout);
         tokio::pin!(auth_deadline);
         let mut session = Session {
@@ -229,15 +207,18 @@ impl Session {
             closing: None,
             limited: false,
             trace_id,
-            out_tx,
-            overflow_tx,
-            subscriptions: HashMap::new(),
+            outbox: VecDeque::new(),
+            subscriptions: StreamMap::new(),
         };
         let mut ping = tokio::time::interval_at(
             Instant::now() + push.ws_ping_interval,
             push.ws_ping_interval,
         );
         let mut last_heard = Instant::now();
+        // Messages handed to the socket but not flushed yet.
+        let mut unflushed = false;
+        // Since when the outbox has been full, if it is.
+        let mut full_since: Option<Instant> = None;
         let slow = || {
             Some((
                 CLOSE_SLOW_CONSUMER,
@@ -245,7 +226,33 @@ impl Session {
             ))
         };
         let close = loop {
+            if session.outbox.len() < push.ws_queue {
+                full_since = None;
+            } else if full_since.is_none() {
+                full_since = Some(Instant::now());
+            }
+            let room = full_since.is_none();
+            let writing = !session.outbox.is_empty() || unflushed;
             tokio::select! {
+                // Only this branch waits on the client's socket; while it does, commands are
+                // still read and the slow-consumer clock still runs.
+                written = write(&mut sink, &mut session.outbox, &mut unflushed), if writing => {
+                    if written.is_err() {
+                        // The client is gone.
+                        break None;
+                    }
+                }
+                Some((subscription, item)) = session.subscriptions.next(), if room => {
+                    let message = session.event_message(&subscription, item);
+                    session.outbox.push_back(message);
+                }
+                () = tokio::time::sleep_until(full_since.unwrap_or_else(Instant::now) + push.ws_send_timeout), if !room => {
+                    // A full queue is back-pressure, not yet a slow consumer: a replay or a
+                    // burst fills it faster than any client reads. The client is slow when the
+                    // queue stays full for push.ws_send_timeout.
+                    tracing::info!("closing a slow WebSocket consumer");
+                    break slow();
+                }
                 received = stream.next() => match received {
                     None | Some(Ok(Message::Close(_))) => break None,
                     Some(Err(error)) => {
@@ -272,16 +279,12 @@ impl Session {
                             break Some(closing);
                         }
                         if let Some(reply) = reply
-                            && session.out_tx.try_send(Message::Text(reply.to_string().into())).is_err()
+                            && !session.send(Message::Text(reply.to_string().into()))
                         {
                             break slow();
                         }
                     }
                 },
-                Some(subscription) = overflow_rx.recv() => {
-                    tracing::info!(%subscription, "closing a slow WebSocket consumer");
-                    break slow();
-                }
                 _ = ping.tick() => {
                     if session.who.as_ref().is_some_and(Principal::expired) {
                         break Some((CLOSE_UNAUTHENTICATED, "the access token expired".to_owned()));
@@ -289,41 +292,71 @@ impl Session {
                     if last_heard.elapsed() >= push.ws_idle_timeout {
                         break Some((CLOSE_IDLE, "no answer to pings".to_owned()));
                     }
-                    if session.out_tx.try_send(Message::Ping(Default::default())).is_err() {
+                    if !session.send(Message::Ping(Default::default())) {
                         break slow();
                     }
                 }
-                // The writer ended by itself: the client is gone.
-                _ = &mut writer => break None,
                 () = session.app.drained() => break Some((1001, "server shutting down".to_owned())),
                 () = &mut auth_deadline, if session.who.is_none() => {
                     break Some((CLOSE_UNAUTHENTICATED, "authentication timeout: send {\"op\":\"auth\",\"token\":...} first".to_owned()));
                 }
             }
         };
-        for (_, follower) in session.subscriptions.drain() {
-            follower.abort();
-        }
+        session.subscriptions = StreamMap::new();
         if let Some((code, reason)) = close {
-            // Close cleanly when the socket takes it: send our Close frame ahead of anything
-            // queued, then wait (briefly) for the client's. A client whose socket is full gets
-            // the connection dropped after the grace period instead.
+            // Close cleanly when the socket takes it: our Close frame goes ahead of anything
+            // still queued, then we wait (briefly) for the client's. A client whose socket is
+            // full gets the connection dropped after the grace period instead.
+            session.outbox.clear();
             let frame = Message::Close(Some(CloseFrame {
                 code,
                 reason: reason.into(),
             }));
-            let _ = close_tx.send(frame);
             let _ = tokio::time::timeout(CLOSE_GRACE, async {
-                let _ = (&mut writer).await;
-                while let Some(Ok(message)) = stream.next().await {
-                    if matches!(message, Message::Close(_)) {
-                        break;
+                if sink.send(frame).await.is_ok() {
+                    while let Some(Ok(message)) = stream.next().await {
+                        if matches!(message, Message::Close(_)) {
+                            break;
+                        }
                     }
                 }
             })
             .await;
         }
-        writer.abort();
+    }
+
+    /// Queues `message` for the client; false when the queue is full (a slow consumer).
+    fn send(&mut self, message: Message) -> bool {
+        if self.outbox.len() >= self.app.config.push.ws_queue {
+            return false;
+        }
+        self.outbox.push_back(message);
+        true
+    }
+
+    /// What a subscription's item says on the wire. An event's JSON is rendered once for every
+    /// subscriber (with 10 000 of them, serializing it per subscriber was most of the cost of a
+    /// delivery); each gets it behind its own `op` and `subscription`.
+    fn event_message(&self, subscription: &str, item: FeedItem) -> Message {
+        let text = match item {
+            FeedItem::Event(event) => {
+                let body = self.app.event_texts.get(&event, |event| {
+                    Arc::from(event_json(event).to_string().as_str())
+                });
+                let id = Value::from(subscription);
+                // `body` is a JSON object: its fields follow ours.
+                format!(r#"{{"op":"event","subscription":{id},{}"#, &body[1..])
+            }
+            FeedItem::Missed {
+                requested_after,
+                resumed_after,
+            } => tagged(
+                json!({ "op": "reset", "subscription": subscription }),
+                missed_json(requested_after, resumed_after),
+            )
+            .to_string(),
+        };
+        Message::Text(text.into())
     }
 
     /// Handles one text message; returns the reply to send, if it was not queued already.
@@ -423,10 +456,7 @@ impl Session {
                 order_reply(id, &order)
             }
             Command::Unsubscribe { id } => match self.subscriptions.remove(&id) {
-                Some(follower) => {
-                    follower.abort();
-                    json!({ "op": "result", "id": id, "unsubscribed": true })
-                }
+                Some(_follower) => json!({ "op": "result", "id": id, "unsubscribed": true }),
                 None => {
                     return Err(FieldViolation::new("id", format!("no subscription '{id}'")).into());
                 }
@@ -447,10 +477,10 @@ impl Session {
                     "filter.types",
                 )
                 .map_err(ApiError::invalid)?;
-                if let Some(old) = self.subscriptions.remove(&id) {
-                    // Resubscribing under the same id replaces the subscription.
-                    old.abort();
-                } else if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+                // Resubscribing under the same id replaces the subscription.
+                if self.subscriptions.remove(&id).is_none()
+                    && self.subscriptions.len() >= MAX_SUBSCRIPTIONS
+                {
                     return Err(FieldViolation::new(
                         "id",
                         format!("a connection holds at most {MAX_SUBSCRIPTIONS} subscriptions"),
@@ -458,67 +488,17 @@ impl Session {
                     .into());
                 }
                 let last_seq = self.app.core.events().last_seq();
-                // The confirmation goes into the queue before the first event can.
-                let confirmation =
-                    json!({ "op": "result", "id": id, "subscribed": { "last_seq": last_seq } });
-                if self
-                    .out_tx
-                    .try_send(Message::Text(confirmation.to_string().into()))
-                    .is_err()
-                {
-                    let _ = self.overflow_tx.try_send(id.clone());
-                }
-                self.subscriptions.insert(
-                    id.clone(),
-                    self.follow(who, id.clone(), after_seq.or(Some(last_seq)), filter),
-                );
-                return Ok(None);
+                // The confirmation is the reply: it is queued before the first event can be.
+                let log = Arc::clone(self.app.core.events());
+                let follower = Follower::new(log, who, after_seq.or(Some(last_seq)), filter);
+                let items = futures_util::stream::unfold(follower, |mut follower| async move {
+                    let item = follower.next().await?;
+                    Some((item, follower))
+                });
+                self.subscriptions.insert(id.clone(), Box::pin(items));
+                json!({ "op": "result", "id": id, "subscribed": { "last_seq": last_seq } })
             }
         }))
-    }
-
-    /// Starts a follower that feeds the session's queue, waiting at most `push.ws_send_timeout`
-    /// for room in it.
-    fn follow(
-        &self,
-        who: Principal,
-        subscription: String,
-        after: Option<u64>,
-        filter: EventFilter,
-    ) -> JoinHandle<()> {
-        let log = std::sync::Arc::clone(self.app.core.events());
-        let queue = self.out_tx.clone();
-        let overflow = self.overflow_tx.clone();
-        let send_timeout = self.app.config.push.ws_send_timeout;
-        tokio::spawn(async move {
-            feed::follow(&log, &who, after, &filter, |item| {
-                let (op, body) = match item {
-                    FeedItem::Event(event) => ("event", event_json(&event)),
-                    FeedItem::Missed {
-                        requested_after,
-                        resumed_after,
-                    } => ("reset", missed_json(requested_after, resumed_after)),
-                };
-                let message = tagged(json!({ "op": op, "subscription": subscription }), body);
-                let message = Message::Text(message.to_string().into());
-                let (queue, overflow, subscription) =
-                    (queue.clone(), overflow.clone(), subscription.clone());
-                async move {
-                    // A full queue is back-pressure, not yet a slow consumer: a replay or a
-                    // burst fills it faster than any client reads. The client is slow when the
-                    // queue stays full for push.ws_send_timeout.
-                    match tokio::time::timeout(send_timeout, queue.send(message)).await {
-                        Ok(Ok(())) => true,
-                        Ok(Err(_closed)) => false,
-                        Err(_elapsed) => {
-                            let _ = overflow.try_send(subscription);
-                            false
-                        }
-                    }
-                }
-            })
-            .await;
-        })
     }
 
     fn close_unauthenticated(&mut self) {
@@ -565,6 +545,38 @@ pub fn close_reason(text: &str) -> String {
         reason.push(c);
     }
     reason
+}
+
+/// Hands the queued messages to the socket as it takes them, then flushes them; ready once all
+/// are out, or with the error that ends the session. Cancel-safe: a message leaves `outbox`
+/// only when the socket has taken it.
+async fn write<S>(
+    sink: &mut S,
+    outbox: &mut VecDeque<Message>,
+    unflushed: &mut bool,
+) -> Result<(), S::Error>
+where
+    S: Sink<Message> + Unpin,
+{
+    std::future::poll_fn(|cx| {
+        while !outbox.is_empty() {
+            match sink.poll_ready_unpin(cx) {
+                Poll::Ready(Ok(())) => {
+                    let message = outbox.pop_front().expect("not empty");
+                    sink.start_send_unpin(message)?;
+                    *unflushed = true;
+                }
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if *unflushed {
+            std::task::ready!(sink.poll_flush_unpin(cx))?;
+            *unflushed = false;
+        }
+        Poll::Ready(Ok(()))
+    })
+    .await
 }
 
 /// `head`'s fields (the `op` and its addressing) followed by `body`'s.
