@@ -83,19 +83,40 @@ fn every_request_response_protocol_sends_the_api_key_and_completes_reads_and_wri
 }
 
 #[test]
-fn the_nested_read_completes_over_rest_grpc_and_graphql_and_skips_the_websocket_session() {
+fn the_nested_read_completes_over_rest_its_cascade_grpc_and_graphql_and_skips_the_websocket_session()
+ {
     let protocols = [
         Protocol::Rest,
+        Protocol::RestCascade,
         Protocol::Grpc,
         Protocol::Graphql,
         Protocol::Ws,
     ];
     let report = bench::run(&short(Scenario::Nested, &protocols)).expect("the bench runs");
     let names: Vec<&str> = report.rows.iter().map(|r| r.protocol.as_str()).collect();
-    assert_eq!(names, ["rest", "grpc", "graphql"]);
+    assert_eq!(names, ["rest", "rest-cascade", "grpc", "graphql"]);
     // An error would be an answer without the customer or an item's product.
     for row in &report.rows {
         check_sane(&report, row, false);
+    }
+    let (rest, cascade) = (&report.rows[0], &report.rows[1]);
+    assert!(
+        cascade.bytes_sent_per_op > 2.0 * rest.bytes_sent_per_op,
+        "the cascade sends a request per resource: {} vs {} bytes",
+        cascade.bytes_sent_per_op,
+        rest.bytes_sent_per_op
+    );
+    // The report says what every row returns, and how each protocol gets it.
+    assert!(report.data[0].contains("its customer"), "{:?}", report.data);
+    for name in names {
+        assert!(
+            report
+                .data
+                .iter()
+                .any(|line| line.starts_with(&format!("{name}: "))),
+            "{name}: {:?}",
+            report.data
+        );
     }
     assert!(
         report.skipped.iter().any(|s| s.contains("ws")),

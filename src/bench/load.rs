@@ -77,6 +77,8 @@ pub fn op_for(scenario: Scenario, index: u64, read_percent: u8) -> Op {
 pub enum Client {
     /// REST (either HTTP version).
     Rest(Rest),
+    /// REST without `include`: one call per resource.
+    RestCascade(Rest),
     /// gRPC.
     Grpc(Grpc),
     /// GraphQL (either HTTP version).
@@ -97,6 +99,9 @@ impl Client {
         Ok(match protocol {
             Protocol::Rest => Self::Rest(Rest::connect(addr, Version::H1, counters, key).await?),
             Protocol::RestH2 => Self::Rest(Rest::connect(addr, Version::H2, counters, key).await?),
+            Protocol::RestCascade => {
+                Self::RestCascade(Rest::connect(addr, Version::H1, counters, key).await?)
+            }
             Protocol::Grpc => Self::Grpc(Grpc::connect(addr, counters, key).await?),
             Protocol::Graphql => {
                 Self::Graphql(Graphql::connect(addr, Version::H1, counters, key).await?)
@@ -130,6 +135,7 @@ impl Client {
                 Work::Page(position) => c.page(position).await.map(|_| ()),
                 Work::Scenario(_) => c.list().await,
             },
+            (Self::RestCascade(c), Op::Nested(k)) => c.cascade(fixtures.order_id(k)).await,
             (Self::Grpc(c), Op::Get(k)) => c.get(fixtures.order_id(k)).await,
             (Self::Grpc(c), Op::List) => c.list().await,
             (Self::Grpc(c), Op::Nested(k)) => c.nested(fixtures.order_id(k)).await,

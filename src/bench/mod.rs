@@ -188,6 +188,10 @@ pub enum Protocol {
     /// REST over HTTP/2 (cleartext, prior knowledge).
     #[value(name = "rest-h2")]
     RestH2,
+    /// REST without `include`, over HTTP/1.1: the order, then its customer, then each
+    /// product, one call after another (the nested scenario only).
+    #[value(name = "rest-cascade")]
+    RestCascade,
     /// gRPC (tonic; HTTP/2).
     #[value(name = "grpc")]
     Grpc,
@@ -210,9 +214,10 @@ pub enum Protocol {
 
 impl Protocol {
     /// Every protocol, in report order.
-    pub const ALL: [Protocol; 8] = [
+    pub const ALL: [Protocol; 9] = [
         Self::Rest,
         Self::RestH2,
+        Self::RestCascade,
         Self::Grpc,
         Self::Graphql,
         Self::GraphqlH2,
@@ -226,6 +231,7 @@ impl Protocol {
         match self {
             Self::Rest => "rest",
             Self::RestH2 => "rest-h2",
+            Self::RestCascade => "rest-cascade",
             Self::Grpc => "grpc",
             Self::Graphql => "graphql",
             Self::GraphqlH2 => "graphql-h2",
@@ -239,6 +245,9 @@ impl Protocol {
     pub fn unsupported(self, scenario: Scenario) -> Option<&'static str> {
         use Scenario::*;
         match (self, scenario) {
+            (Self::RestCascade, Get | List | Create | Mixed | Stream | Pagination) => {
+                Some("the cascade is how a client without include reads the nested scenario")
+            }
             (Self::Sse | Self::LongPoll, Get | List | Nested | Create | Mixed) => {
                 Some("a push protocol: it only takes part in the stream scenario")
             }
@@ -249,6 +258,53 @@ impl Protocol {
             ),
             (p, Pagination) if p != Self::Rest => Some("pagination is compared over REST"),
             _ => None,
+        }
+    }
+}
+
+impl Protocol {
+    /// The calls one operation of `scenario` makes over this protocol, for the report.
+    pub fn calls(self, scenario: Scenario) -> &'static str {
+        use Scenario::*;
+        match (self, scenario) {
+            (Self::Rest | Self::RestH2, Get) => "GET /v1/orders/{id}",
+            (Self::Rest | Self::RestH2, List) => "GET /v1/orders?limit=50&include=items",
+            (Self::Rest | Self::RestH2, Nested) => {
+                "GET /v1/orders/{id}?include=customer,items.product (one round trip)"
+            }
+            (Self::RestCascade, _) => {
+                "GET /v1/orders/{id}, GET /v1/customers/{id}, GET /v1/products/{id} per distinct product (one round trip each)"
+            }
+            (Self::Rest | Self::RestH2, Create) => "POST /v1/orders with an Idempotency-Key",
+            (Self::Rest | Self::RestH2, Mixed) => {
+                "GET /v1/orders/{id} or POST /v1/orders with an Idempotency-Key"
+            }
+            (Self::Rest | Self::RestH2, Pagination) => {
+                "GET /v1/orders?limit=50&offset=N or &cursor=C"
+            }
+            (Self::Grpc, Get) => "GetOrder",
+            (Self::Grpc, List) => "ListOrders (a server stream of 50)",
+            (Self::Grpc, Nested) => {
+                "GetOrder, GetCustomer, GetProduct per distinct product (one round trip each)"
+            }
+            (Self::Grpc, Create) => "CreateOrder with an idempotency-key",
+            (Self::Grpc, Mixed) => "GetOrder or CreateOrder",
+            (Self::Graphql | Self::GraphqlH2, Get) => "query order(id:)",
+            (Self::Graphql | Self::GraphqlH2, List) => "query orders(first: 50)",
+            (Self::Graphql | Self::GraphqlH2, Nested) => {
+                "query order(id:) { customer items { product } } (one round trip)"
+            }
+            (Self::Graphql | Self::GraphqlH2, Create) => {
+                "mutation createOrder with an Idempotency-Key"
+            }
+            (Self::Graphql | Self::GraphqlH2, Mixed) => "query order(id:) or mutation createOrder",
+            (Self::Ws, Get) => "get_order",
+            (Self::Ws, Create) => "create_order",
+            (Self::Ws, Mixed) => "get_order or create_order",
+            (Self::Ws, Stream) => "subscribe, then events",
+            (Self::Sse, _) => "GET /v1/events, then events",
+            (Self::LongPoll, _) => "GET /v1/events/poll?since=N, again and again",
+            _ => "-",
         }
     }
 }
@@ -274,6 +330,23 @@ pub enum Scenario {
 }
 
 impl Scenario {
+    /// The data one operation returns, the same fields over every protocol (the GraphQL
+    /// queries select what REST's representation holds), for the report.
+    pub fn data(self) -> &'static str {
+        match self {
+            Self::Get | Self::Create | Self::Mixed => {
+                "one order: id, customer_id, status, items (id, product_id, quantity, unit_price_cents), total_cents, currency, created_at, updated_at, version, cancellation"
+            }
+            Self::List | Self::Pagination => {
+                "a page of 50 orders (each as in get) and whether there is a next page"
+            }
+            Self::Nested => {
+                "one order (as in get), its customer (id, name, email) and each item's product (id, name, price_cents, currency)"
+            }
+            Self::Stream => "each event: its seq, type and the order after the change",
+        }
+    }
+
     /// The name used in reports.
     pub fn name(self) -> &'static str {
         match self {

@@ -1,5 +1,6 @@
-//! The REST driver: `GET /v1/orders/{id}`, `GET /v1/orders?limit=50&include=items`,
-//! `POST /v1/orders` with an `Idempotency-Key`, over HTTP/1.1 or HTTP/2.
+//! The REST driver: `GET /v1/orders/{id}` (with `include`, or as a cascade of one call per
+//! resource), `GET /v1/orders?limit=50&include=items`, `POST /v1/orders` with an
+//! `Idempotency-Key`, over HTTP/1.1 or HTTP/2.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,20 +36,50 @@ impl Rest {
 
     /// Reads one order.
     pub async fn get(&mut self, id: &str) -> Result<(), OpError> {
-        let request = self.http.get(&format!("/v1/orders/{id}"))?;
-        let (status, body) = self.http.call(request).await?;
-        expect_status(status, StatusCode::OK)?;
-        check_order(&parse(&body)?, Some(id))
+        let order = self.read(&format!("/v1/orders/{id}")).await?;
+        check_order(&order, Some(id))
     }
 
     /// Reads one order with its customer and each item's product, side-loaded.
     pub async fn nested(&mut self, id: &str) -> Result<(), OpError> {
-        let path = format!("/v1/orders/{id}?include=customer,items.product");
-        let (status, body) = self.http.call(self.http.get(&path)?).await?;
-        expect_status(status, StatusCode::OK)?;
-        let order = parse(&body)?;
+        let order = self
+            .read(&format!("/v1/orders/{id}?include=customer,items.product"))
+            .await?;
         check_order(&order, Some(id))?;
         check_nested(&order["customer"], &order["items"])
+    }
+
+    /// Reads the same data as [`Self::nested`] the way a client without `include` does: the
+    /// order, then its customer, then each distinct product, one round trip after another.
+    pub async fn cascade(&mut self, id: &str) -> Result<(), OpError> {
+        let order = self.read(&format!("/v1/orders/{id}")).await?;
+        check_order(&order, Some(id))?;
+        let customer_id = order["customer_id"]
+            .as_str()
+            .ok_or_else(|| OpError::Invalid("the order has no customer_id".into()))?;
+        let customer = self.read(&format!("/v1/customers/{customer_id}")).await?;
+        let mut products: Vec<&str> = order["items"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|item| item["product_id"].as_str())
+            .collect();
+        products.sort_unstable();
+        products.dedup();
+        let mut items = Vec::new();
+        for product_id in products {
+            let product = self.read(&format!("/v1/products/{product_id}")).await?;
+            items.push(json!({ "product": product }));
+        }
+        check_nested(&customer, &Value::Array(items))
+    }
+
+    /// GETs `path` and parses its 200 answer.
+    async fn read(&mut self, path: &str) -> Result<Value, OpError> {
+        let (status, body) = self.http.call(self.http.get(path)?).await?;
+        expect_status(status, StatusCode::OK)?;
+        parse(&body)
     }
 
     /// Reads the first page of 50 orders with their items.

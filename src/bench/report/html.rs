@@ -307,6 +307,9 @@ pub fn render(report: &BenchReport) -> String {
             );
         }
     }
+    for line in &report.data {
+        let _ = writeln!(out, "<p class=\"meta\">{}</p>", escape(line));
+    }
     for skipped in &report.skipped {
         let _ = writeln!(out, "<p class=\"meta\">Skipped {}</p>", escape(skipped));
     }

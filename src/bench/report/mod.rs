@@ -42,6 +42,10 @@ pub struct BenchReport {
     pub rows: Vec<Row>,
     /// Protocols asked for but not run, with the reason.
     pub skipped: Vec<String>,
+    /// What one operation returns (the same data on every row) and, per row, the calls it
+    /// takes.
+    #[serde(default)]
+    pub data: Vec<String>,
     /// One line: which protocol wins what.
     pub summary: String,
     /// What to do about the errors seen (authentication, rate limits).
@@ -131,6 +135,19 @@ impl Measured {
     }
 }
 
+/// The report's data lines: what every row's operation returns, then each row's calls.
+fn data(scenario: Scenario, rows: &[Row]) -> Vec<String> {
+    let calls = rows.iter().filter_map(|r| {
+        let protocol = super::Protocol::ALL
+            .into_iter()
+            .find(|p| p.name() == r.protocol)?;
+        Some(format!("{}: {}", r.protocol, protocol.calls(scenario)))
+    });
+    std::iter::once(format!("every row returns {}", scenario.data()))
+        .chain(calls)
+        .collect()
+}
+
 impl BenchReport {
     /// Assembles the report.
     pub fn new(
@@ -169,6 +186,7 @@ impl BenchReport {
             server,
             pinning,
             cpu_source: ctx.cpu.label(),
+            data: data(opts.scenario, &rows),
             summary: summary(&rows),
             rows,
             skipped,
@@ -267,6 +285,7 @@ pub(crate) mod tests {
             server: "spawned".into(),
             pinning: "not pinned".into(),
             cpu_source: "threads".into(),
+            data: data(Scenario::Get, &rows),
             summary: summary(&rows),
             hints: crate::bench::outcome::hints(rows.iter().flat_map(|r| r.errors_by_kind.keys())),
             rows,

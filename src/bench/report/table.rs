@@ -26,6 +26,9 @@ pub fn render(report: &BenchReport) -> String {
     );
     let _ = writeln!(out, "server: {}; {}", report.server, report.pinning);
     let _ = writeln!(out, "server CPU: {}", report.cpu_source);
+    for line in &report.data {
+        let _ = writeln!(out, "data: {line}");
+    }
     let _ = writeln!(out);
     let header = [
         "protocol",
