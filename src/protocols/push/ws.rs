@@ -200,6 +200,10 @@ impl Session {
         let (mut sink, mut stream) = socket.split();
         let auth_deadline = tokio::time::sleep(app.config.auth.first_message_timeout);
         tokio::pin!(auth_deadline);
+        // Made once, not per turn of the loop below (which turns twice per delivered event).
+        let shutdown = app.clone();
+        let drained = shutdown.drained();
+        tokio::pin!(drained);
         let mut session = Session {
             app,
             who,
@@ -296,7 +300,7 @@ impl Session {
                         break slow();
                     }
                 }
-                () = session.app.drained() => break Some((1001, "server shutting down".to_owned())),
+                () = &mut drained => break Some((1001, "server shutting down".to_owned())),
                 () = &mut auth_deadline, if session.who.is_none() => {
                     break Some((CLOSE_UNAUTHENTICATED, "authentication timeout: send {\"op\":\"auth\",\"token\":...} first".to_owned()));
                 }
