@@ -54,7 +54,7 @@ use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -249,6 +249,13 @@ impl Session {
                 Some((subscription, item)) = session.subscriptions.next(), if room => {
                     let message = session.event_message(&subscription, item);
                     session.outbox.push_back(message);
+                    // The socket nearly always takes it at once: hand it over now, not at the
+                    // next turn of the loop (which polls every branch again).
+                    if let Some(Err(_)) =
+                        write(&mut sink, &mut session.outbox, &mut unflushed).now_or_never()
+                    {
+                        break None;
+                    }
                 }
                 () = tokio::time::sleep_until(full_since.unwrap_or_else(Instant::now) + push.ws_send_timeout), if !room => {
                     // A full queue is back-pressure, not yet a slow consumer: a replay or a
