@@ -30,6 +30,54 @@ async fn http1_and_http2_prior_knowledge_share_one_port() {
 }
 
 #[tokio::test]
+async fn an_http2_preface_sent_in_pieces_still_selects_http2() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    socket.set_nodelay(true).unwrap();
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    socket.write_all(&preface[..5]).await.unwrap();
+    // The server decides on the first bytes it sees: give it the chance to see only these.
+    // (An ordering hint, not a timing assertion.)
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    socket.write_all(&preface[5..]).await.unwrap();
+    // An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+    socket
+        .write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
+        .await
+        .unwrap();
+    let mut head = [0; 9];
+    tokio::time::timeout(Duration::from_secs(10), socket.read_exact(&mut head))
+        .await
+        .expect("the server answers")
+        .expect("a frame header");
+    assert_eq!(
+        head[3], 4,
+        "an HTTP/2 server starts with SETTINGS: {head:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_that_sent_nothing_does_not_hold_up_shutdown() {
+    use tokio::io::AsyncReadExt;
+    let mut config = polyport::config::Config::default();
+    // Long enough that the test would hang visibly if the silent connection held the drain.
+    config.server.shutdown_grace = Duration::from_secs(120);
+    let server = TestServer::with_config(config).await;
+    let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    // It is accepted (a request on another connection is answered after it).
+    server.get("/healthz").send().await.unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(30), server.stop()).await;
+    assert!(stopped.expect("the drain did not wait for it").is_ok());
+    let mut byte = [0; 1];
+    let read = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut byte)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the silent connection is closed: {read:?}"
+    );
+}
+
+#[tokio::test]
 async fn healthz_and_readyz_answer_without_setup() {
     let server = TestServer::start().await;
     let health: serde_json::Value = server
