@@ -623,6 +623,53 @@ async fn a_websocket_session_refuses_its_next_command_once_its_token_expires() {
 }
 
 #[tokio::test]
+async fn a_grpc_session_refuses_its_next_command_once_its_token_expires() {
+    use pb::{SessionCommand, session_command, session_message};
+    use polyport::protocols::grpc::pb;
+    let server = TokenServer::start().await;
+    // Valid for two more seconds: the session may answer now, but not after that.
+    let token = forge(claims("admin", now() + 2));
+    let mut client = pb::orders_client::OrdersClient::new(server.server.grpc_channel().await);
+    let (commands, outbound) = tokio::sync::mpsc::channel(4);
+    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(outbound));
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let mut session = client
+        .order_session(request)
+        .await
+        .expect("a session")
+        .into_inner();
+    let get = |id: &str| SessionCommand {
+        id: id.into(),
+        command: Some(session_command::Command::GetOrder(pb::GetOrderRequest {
+            id: "1".into(),
+        })),
+    };
+    commands.send(get("before")).await.unwrap();
+    let reply = session
+        .message()
+        .await
+        .expect("an answer")
+        .expect("a message");
+    assert_eq!(reply.id, "before");
+    assert!(
+        matches!(reply.kind, Some(session_message::Kind::Order(_))),
+        "{reply:?}"
+    );
+
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // The expiry is checked per command: the call ends with UNAUTHENTICATED, unanswered.
+    commands.send(get("after")).await.unwrap();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), session.message())
+        .await
+        .expect("the session was still open 10 s after its token expired");
+    let status = ended.expect_err("the call ends with a status, not an answer");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    assert_eq!(status.message(), "the access token expired");
+}
+
+#[tokio::test]
 async fn an_event_stream_ends_when_its_token_expires() {
     use futures_util::StreamExt;
     let server = TokenServer::start().await;
