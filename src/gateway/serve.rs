@@ -23,9 +23,8 @@
 //!
 //! Shutdown: when the signal fires the listener is dropped (no new connections), handshakes in
 //! progress and connections that have sent nothing yet are abandoned (they have no request to
-//! finish), every open connection is told to
-//! finish its in-flight requests and close (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY), and we
-//! wait for them at most `grace`.
+//! finish), every open connection is told to finish its in-flight requests and close
+//! (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY), and we wait for them at most `grace`.
 
 use std::future::Future;
 use std::net::SocketAddr;
