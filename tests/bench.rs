@@ -152,4 +152,9 @@ fn pagination_compares_offset_and_cursor_pages_at_the_same_depth() {
     for row in &report.rows {
         check_sane(&report, row, false);
     }
+    assert!(
+        report.data[1].starts_with("rest offset=500: GET /v1/orders?limit=50"),
+        "{:?}",
+        report.data
+    );
 }

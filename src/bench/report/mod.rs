@@ -138,9 +138,11 @@ impl Measured {
 /// The report's data lines: what every row's operation returns, then each row's calls.
 fn data(scenario: Scenario, rows: &[Row]) -> Vec<String> {
     let calls = rows.iter().filter_map(|r| {
+        // A row is named after its protocol, or its protocol and a variant ("rest cursor@500").
+        let name = r.protocol.split(' ').next().unwrap_or_default();
         let protocol = super::Protocol::ALL
             .into_iter()
-            .find(|p| p.name() == r.protocol)?;
+            .find(|p| p.name() == name)?;
         Some(format!("{}: {}", r.protocol, protocol.calls(scenario)))
     });
     std::iter::once(format!("every row returns {}", scenario.data()))
