@@ -134,7 +134,7 @@ fn stream(
 /// does (its token expired).
 fn frames(app: AppState, follower: Follower) -> impl Stream<Item = Bytes> + Send {
     let draining = app.draining.subscribe();
-    futures_util::stream::unfold(
+    let frames = futures_util::stream::unfold(
         (app, follower, draining),
         |(app, mut follower, mut draining)| async move {
             let item = tokio::select! {
@@ -153,7 +153,9 @@ fn frames(app: AppState, follower: Follower) -> impl Stream<Item = Bytes> + Send
             };
             Some((frame, (app, follower, draining)))
         },
-    )
+    );
+    // Ended for good once it has ended, however often it is asked again.
+    futures_util::StreamExt::fuse(frames)
 }
 
 /// `event` as one SSE frame, the same bytes for every subscriber. Compact JSON has no line
