@@ -152,8 +152,12 @@ fn pagination_compares_offset_and_cursor_pages_at_the_same_depth() {
     for row in &report.rows {
         check_sane(&report, row, false);
     }
-    assert!(
-        report.data[1].starts_with("rest offset=500: GET /v1/orders?limit=50"),
+    assert_eq!(
+        report.data[1..],
+        [
+            "rest offset=500: GET /v1/orders?limit=50&offset=N",
+            "rest cursor@500: GET /v1/orders?limit=50&cursor=C (the cursor that points at that depth)",
+        ],
         "{:?}",
         report.data
     );

@@ -143,7 +143,15 @@ fn data(scenario: Scenario, rows: &[Row]) -> Vec<String> {
         let protocol = super::Protocol::ALL
             .into_iter()
             .find(|p| p.name() == name)?;
-        Some(format!("{}: {}", r.protocol, protocol.calls(scenario)))
+        let calls = match (scenario, r.protocol.contains("cursor@")) {
+            // The pagination rows differ by how they reach their page.
+            (Scenario::Pagination, true) => {
+                "GET /v1/orders?limit=50&cursor=C (the cursor that points at that depth)"
+            }
+            (Scenario::Pagination, false) => "GET /v1/orders?limit=50&offset=N",
+            _ => protocol.calls(scenario),
+        };
+        Some(format!("{}: {calls}", r.protocol))
     });
     std::iter::once(format!("every row returns {}", scenario.data()))
         .chain(calls)
