@@ -1995,6 +1995,114 @@ async fn bytes_that_are_not_the_request_message_are_invalid_argument() {
     assert_eq!(get(&mut client, "1").await.unwrap().id, "1");
 }
 
+/// One framing fault: what a client sends and how.
+struct FramingFault {
+    what: &'static str,
+    content_type: &'static str,
+    /// Extra request headers.
+    headers: &'static [(&'static str, &'static str)],
+    body: Vec<u8>,
+}
+
+#[tokio::test]
+async fn a_badly_framed_request_is_the_clients_fault_invalid_argument_and_creates_nothing() {
+    let server = TestServer::start().await;
+    let before = order_count(&server).await;
+    let message = new_order("1", &[("1", 1)]).encode_to_vec();
+    let framed = frame(&message);
+    let with_flag = |flag: u8| {
+        let mut framed = framed.clone();
+        framed[0] = flag;
+        framed
+    };
+    let grpc = "application/grpc";
+    let web_text = "application/grpc-web-text";
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let h1 = reqwest::Client::builder().http1_only().build().unwrap();
+    #[rustfmt::skip]
+    let cases = [
+        FramingFault { what: "a length prefix promising more bytes than the body has", content_type: grpc, headers: &[], body: framed[..framed.len() - 1].to_vec() },
+        FramingFault { what: "a frame header cut short", content_type: grpc, headers: &[], body: framed[..3].to_vec() },
+        FramingFault { what: "no message at all", content_type: grpc, headers: &[], body: Vec::new() },
+        FramingFault { what: "the compressed flag with no grpc-encoding", content_type: grpc, headers: &[], body: with_flag(1) },
+        FramingFault { what: "the compressed flag with grpc-encoding identity", content_type: grpc, headers: &[("grpc-encoding", "identity")], body: with_flag(1) },
+        FramingFault { what: "a flag that is neither 0 nor 1", content_type: grpc, headers: &[], body: with_flag(2) },
+        FramingFault { what: "grpc-web-text that is not base64", content_type: web_text, headers: &[("x-grpc-web", "1")], body: b"!!!!".to_vec() },
+        FramingFault {
+            what: "grpc-web-text with a dangling base64 quantum",
+            content_type: web_text,
+            headers: &[("x-grpc-web", "1")],
+            body: format!("{}QUJD=", BASE64.encode(&framed)).into_bytes(),
+        },
+        FramingFault {
+            what: "grpc-web with a truncated frame",
+            content_type: "application/grpc-web+proto",
+            headers: &[("x-grpc-web", "1")],
+            body: framed[..framed.len() - 1].to_vec(),
+        },
+    ];
+    let mut failures = Vec::new();
+    for FramingFault {
+        what,
+        content_type,
+        headers,
+        body,
+    } in cases
+    {
+        let client = if content_type == grpc { &h2 } else { &h1 };
+        let url = server.url("/polyport.orders.v1.Orders/CreateOrder");
+        let reply = raw_call(client, url, content_type, headers, body).await;
+        let status = reply.grpc_status();
+        let reason = status
+            .get_error_details()
+            .error_info()
+            .map(|info| info.reason.clone());
+        if reply.http_status != 200
+            || status.code() != Code::InvalidArgument
+            || reason.as_deref() != Some("malformed-body")
+            || status.metadata().get(TRACE_ID).is_none()
+        {
+            failures.push(format!(
+                "{what}: HTTP {}, {:?} {:?}, reason {reason:?}",
+                reply.http_status,
+                status.code(),
+                status.message()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    assert_eq!(order_count(&server).await, before, "nothing was created");
+
+    // The server carries on.
+    let mut client = orders_client(&server).await;
+    assert_eq!(get(&mut client, "1").await.unwrap().id, "1");
+}
+
+#[tokio::test]
+async fn a_bulk_stream_whose_last_frame_is_truncated_is_invalid_argument_and_creates_nothing() {
+    let server = TestServer::start().await;
+    let before = order_count(&server).await;
+    let one = frame(&new_order("1", &[("1", 1)]).encode_to_vec());
+    let mut body = one.repeat(2);
+    body.extend_from_slice(&one[..one.len() - 2]);
+    let reply = raw_grpc(
+        &server,
+        "/polyport.orders.v1.Orders/BulkCreateOrders",
+        &[],
+        body,
+    )
+    .await;
+    expect_error(
+        &reply.grpc_status(),
+        Code::InvalidArgument,
+        "malformed-body",
+    );
+    assert_eq!(order_count(&server).await, before);
+}
+
 #[tokio::test]
 async fn codec_errors_carry_the_trace_id_and_error_info_like_every_other_error() {
     let mut config = Config::default();

@@ -68,17 +68,19 @@ pub fn from_api(error: &ApiError, trace_id: Option<&TraceId>) -> Status {
 /// Statuses tonic's codec produces for bad input, mapped to the rows the table uses for the
 /// same faults over REST: a message over the size limit is `payload-too-large`,
 /// RESOURCE_EXHAUSTED (tonic says OUT_OF_RANGE); bytes that are not the expected protobuf
-/// message are `malformed-body`, INVALID_ARGUMENT (tonic says INTERNAL, which we keep for our
-/// own bugs); the bare UNIMPLEMENTED tonic's generated router answers for a method a service
-/// does not have is `route-not-found`, as an unknown service already is. Other statuses pass
-/// through.
+/// message, and a body that is not well-framed gRPC ([`CLIENT_FRAMING_FAULTS`]), are
+/// `malformed-body`, INVALID_ARGUMENT (tonic says INTERNAL, which we keep for our own bugs);
+/// the bare UNIMPLEMENTED tonic's generated router answers for a method a service does not
+/// have is `route-not-found`, as an unknown service already is. Only tonic's own statuses,
+/// which carry no details, are rewritten; other statuses pass through.
 pub fn from_codec(status: Status, trace_id: Option<&TraceId>) -> Status {
+    let bare = status.details().is_empty();
     let kind = match status.code() {
         Code::OutOfRange if status.message().contains("message length too large") => {
             &kind::PAYLOAD_TOO_LARGE
         }
-        Code::Internal if status.message().contains("decode") => &kind::MALFORMED_BODY,
-        Code::Unimplemented if status.details().is_empty() => {
+        Code::Internal if bare && is_client_input_fault(status.message()) => &kind::MALFORMED_BODY,
+        Code::Unimplemented if bare => {
             let detail = match status.message() {
                 "" => "no such gRPC method on this service".to_owned(),
                 message => message.to_owned(),
@@ -88,6 +90,33 @@ pub fn from_codec(status: Status, trace_id: Option<&TraceId>) -> Status {
         _ => return status,
     };
     from_api(&ApiError::new(kind, status.message().to_owned()), trace_id)
+}
+
+/// How tonic and tonic-web begin the INTERNAL messages they give a request whose body is not
+/// well-framed gRPC: the client's fault, so `malformed-body`. Each is checked through the socket
+/// by `tests/grpc.rs::a_badly_framed_request_is_the_clients_fault_invalid_argument_and_creates_nothing`,
+/// which fails if a tonic upgrade rewords one.
+///
+/// The gRPC compression document says a message with the compressed flag set and no
+/// `grpc-encoding` "MUST fail with INTERNAL"; we answer INVALID_ARGUMENT, as for any other
+/// request the client framed wrongly, so that INTERNAL always means a bug of ours.
+pub const CLIENT_FRAMING_FAULTS: &[&str] = &[
+    // A protobuf decode error (tonic-prost: "failed to decode Protobuf message: ...").
+    "failed to decode",
+    // A length prefix promising more bytes than the body has, or a frame header cut short.
+    "Unexpected EOF decoding stream",
+    // A unary call whose body holds no message.
+    "Missing request message",
+    // The compressed flag with no compression negotiated, or a flag other than 0 and 1.
+    "protocol error: received message with",
+    // gRPC-Web text that is not base64 (or a request body that failed to arrive).
+    "tonic-web: ",
+];
+
+fn is_client_input_fault(message: &str) -> bool {
+    CLIENT_FRAMING_FAULTS
+        .iter()
+        .any(|start| message.starts_with(start))
 }
 
 /// Middleware for the same mapping on a trailers-only response (a unary call whose request
