@@ -2104,6 +2104,39 @@ async fn a_bulk_stream_whose_last_frame_is_truncated_is_invalid_argument_and_cre
 }
 
 #[tokio::test]
+async fn a_message_in_an_encoding_the_server_does_not_take_is_not_called_an_unknown_method() {
+    let server = TestServer::start().await;
+    let before = order_count(&server).await;
+    let message = frame(&new_order("1", &[("1", 1)]).encode_to_vec());
+    let reply = raw_grpc(
+        &server,
+        "/polyport.orders.v1.Orders/CreateOrder",
+        &[("grpc-encoding", "gzip")],
+        message,
+    )
+    .await;
+    let status = reply.grpc_status();
+    // gRPC's status-code document: compression the server does not support is UNIMPLEMENTED,
+    // and grpc-accept-encoding says what it takes.
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    assert!(status.message().contains("gzip"), "{status:?}");
+    assert!(
+        status.metadata().get("grpc-accept-encoding").is_some(),
+        "{status:?}"
+    );
+    let reason = status
+        .get_error_details()
+        .error_info()
+        .map(|info| info.reason.clone());
+    assert_ne!(
+        reason.as_deref(),
+        Some("route-not-found"),
+        "the method exists: {status:?}"
+    );
+    assert_eq!(order_count(&server).await, before);
+}
+
+#[tokio::test]
 async fn codec_errors_carry_the_trace_id_and_error_info_like_every_other_error() {
     let mut config = Config::default();
     config.grpc.max_message_bytes = 1024;

@@ -70,8 +70,8 @@ pub fn from_api(error: &ApiError, trace_id: Option<&TraceId>) -> Status {
 /// RESOURCE_EXHAUSTED (tonic says OUT_OF_RANGE); bytes that are not the expected protobuf
 /// message, and a body that is not well-framed gRPC ([`CLIENT_FRAMING_FAULTS`]), are
 /// `malformed-body`, INVALID_ARGUMENT (tonic says INTERNAL, which we keep for our own bugs);
-/// the bare UNIMPLEMENTED tonic's generated router answers for a method a service does not
-/// have is `route-not-found`, as an unknown service already is. Only tonic's own statuses,
+/// the bare UNIMPLEMENTED, with no message, that tonic's generated router answers for a method
+/// a service does not have is `route-not-found`, as an unknown service already is. Only tonic's own statuses,
 /// which carry no details, are rewritten; other statuses pass through.
 pub fn from_codec(status: Status, trace_id: Option<&TraceId>) -> Status {
     let bare = status.details().is_empty();
@@ -80,11 +80,11 @@ pub fn from_codec(status: Status, trace_id: Option<&TraceId>) -> Status {
             &kind::PAYLOAD_TOO_LARGE
         }
         Code::Internal if bare && is_client_input_fault(status.message()) => &kind::MALFORMED_BODY,
-        Code::Unimplemented if bare => {
-            let detail = match status.message() {
-                "" => "no such gRPC method on this service".to_owned(),
-                message => message.to_owned(),
-            };
+        // The generated router's answer has no message. tonic's other bare UNIMPLEMENTED, a
+        // `grpc-encoding` the server does not take, passes through with its
+        // `grpc-accept-encoding`: the method exists.
+        Code::Unimplemented if bare && status.message().is_empty() => {
+            let detail = "no such gRPC method on this service";
             return from_api(&ApiError::new(&kind::ROUTE_NOT_FOUND, detail), trace_id);
         }
         _ => return status,
