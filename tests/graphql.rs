@@ -1389,6 +1389,46 @@ async fn persisted_queries_miss_then_register_then_hit_over_post_and_get() {
 }
 
 #[tokio::test]
+async fn each_persisted_query_runs_its_own_document() {
+    // Persisted documents reach the server's document cache without their text: two of them
+    // must not be taken for one another, when registered nor when sent as a hash alone.
+    let server = TestServer::start().await;
+    let queries = [
+        (
+            r#"{ product(id: "1") { id } }"#,
+            json!({ "product": { "id": "1" } }),
+        ),
+        (
+            r#"{ product(id: "2") { id } }"#,
+            json!({ "product": { "id": "2" } }),
+        ),
+    ];
+    for (query, expected) in &queries {
+        let register = Answer::of(
+            server
+                .post("/graphql")
+                .json(&json!({ "query": query, "extensions": persisted(&sha256_hex(query)) })),
+        )
+        .await
+        .ok();
+        assert_eq!(
+            register["data"], *expected,
+            "registering {query}: {register}"
+        );
+    }
+    for (query, expected) in &queries {
+        let hit = Answer::of(
+            server
+                .post("/graphql")
+                .json(&json!({ "extensions": persisted(&sha256_hex(query)) })),
+        )
+        .await
+        .ok();
+        assert_eq!(hit["data"], *expected, "the hash of {query}: {hit}");
+    }
+}
+
+#[tokio::test]
 async fn a_persisted_mutation_cannot_be_run_with_get() {
     let server = TestServer::start().await;
     let mutation = r#"mutation { createOrder(input: {customerId: "1", items: [{productId: "1", quantity: 1}]}) {

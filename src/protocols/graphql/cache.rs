@@ -16,8 +16,11 @@
 //! With the defaults the cache holds at most 1 024 x 2 KiB of text, a few tens of MiB parsed
 //! in the worst case.
 //!
+//! Persisted queries (APQ) are not cached here: APQ keeps them parsed in its own store and hands
+//! the document over with an empty text, which cannot tell one from another.
+//!
 //! It runs as the innermost extension, after Automatic Persisted Queries have turned a hash into
-//! its text, and applies the request guard's rules ([`super::guard`]) to every document, cached
+//! its document, and applies the request guard's rules ([`super::guard`]) to every document, cached
 //! or not. Both maps are bounded (`graphql.document_cache` entries each); when full, the oldest
 //! entry is dropped. Simplification: first-in-first-out rather than least-recently-used, which
 //! is as good while the set of hot queries fits, and needs no extra crate.
@@ -95,7 +98,11 @@ impl Extension for PerRequest {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        let cacheable = self.parsed.capacity > 0 && query.len() <= MAX_CACHED_QUERY_BYTES;
+        // An empty text is a persisted query: Automatic Persisted Queries hand over the parsed
+        // document itself, and every persisted document arrives under that same empty text, so
+        // it must not be a key here (APQ's own store already spares it the parsing).
+        let cacheable =
+            self.parsed.capacity > 0 && !query.is_empty() && query.len() <= MAX_CACHED_QUERY_BYTES;
         let cached = cacheable.then(|| self.parsed.get(query)).flatten();
         let hit = cached.is_some();
         let document = match cached {
