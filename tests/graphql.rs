@@ -1998,3 +1998,96 @@ async fn graphiqls_introspection_query_fits_the_cost_and_size_bounds() {
     let types = schema["__schema"]["types"].as_array().expect("types");
     assert!(types.iter().any(|t| t["name"] == "Order"), "{schema}");
 }
+
+// ---- /graphql/ws closes ----
+
+/// The close frame the server ends `ws` with, skipping anything before it. The bound only
+/// turns a close that never comes into a failure.
+async fn until_close(ws: &mut Ws, context: &str) -> (u16, String) {
+    let close = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(message) = ws.next().await {
+            match message {
+                Ok(Message::Close(frame)) => return frame,
+                Ok(_) => {}
+                Err(error) => panic!("{context}: no close frame, the connection broke: {error}"),
+            }
+        }
+        panic!("{context}: the connection ended without a close frame");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{context}: no close within 10 s"))
+    .unwrap_or_else(|| panic!("{context}: a close frame without a code"));
+    (u16::from(close.code), close.reason.to_string())
+}
+
+/// `/graphql/ws` in `graphql-transport-ws`, with the upgrade's trace id.
+async fn open_traced(server: &TestServer) -> (Ws, String) {
+    let mut request = format!("ws://{}/graphql/ws", server.addr)
+        .into_client_request()
+        .expect("a WebSocket request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        TRANSPORT_WS.name.parse().expect("a header value"),
+    );
+    let (mut ws, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("WebSocket handshake");
+    let trace_id = response
+        .headers()
+        .get(TRACE_ID)
+        .and_then(|v| v.to_str().ok())
+        .expect("the upgrade carries x-trace-id")
+        .to_owned();
+    send(&mut ws, json!({ "type": "connection_init", "payload": {} })).await;
+    assert_eq!(receive(&mut ws).await["type"], "connection_ack");
+    (ws, trace_id)
+}
+
+#[tokio::test]
+async fn a_websocket_message_over_the_limit_closes_with_1009_and_a_reason_with_the_trace_id() {
+    let mut config = Config::default();
+    config.push.ws_max_message_bytes = 1024;
+    let server = TestServer::with_config(config).await;
+    // A subscribe (in both subprotocols) or any other message over the limit.
+    for protocol in [TRANSPORT_WS, LEGACY_WS] {
+        let mut ws = open(&server, &protocol).await;
+        let query = format!(
+            "subscription {{ orderEvents {{ {} }} }}",
+            aliases(200, "seq")
+        );
+        subscribe(&mut ws, &protocol, "big", &query).await;
+        let (code, reason) = until_close(&mut ws, protocol.name).await;
+        assert_eq!(code, 1009, "{}: {reason}", protocol.name);
+        assert!(reason.contains("too big"), "{}: {reason}", protocol.name);
+    }
+    let (mut ws, trace_id) = open_traced(&server).await;
+    send(
+        &mut ws,
+        json!({ "type": "ping", "payload": { "pad": "x".repeat(2_000) } }),
+    )
+    .await;
+    let (code, reason) = until_close(&mut ws, "an oversized ping").await;
+    assert_eq!(code, 1009, "{reason}");
+    assert!(reason.contains(&trace_id), "{reason} lacks {trace_id}");
+    // The server carries on.
+    let mut ws = open(&server, &TRANSPORT_WS).await;
+    send(&mut ws, json!({ "type": "ping" })).await;
+    assert_eq!(receive(&mut ws).await["type"], "pong");
+}
+
+#[tokio::test]
+async fn a_graphql_websocket_over_its_quota_closes_with_4429_and_the_trace_id() {
+    // The upgrade takes one unit of the quota, connection_init the second, a ping the third.
+    let mut config = Config::default();
+    config.auth.insecure_no_auth = true;
+    config.rate_limit.caller.burst = 3;
+    config.rate_limit.anonymous.burst = 3;
+    let server = TestServer::with_auth(config).await;
+    let (mut ws, trace_id) = open_traced(&server).await;
+    for _ in 0..10 {
+        send(&mut ws, json!({ "type": "ping" })).await;
+    }
+    let (code, reason) = until_close(&mut ws, "over the quota").await;
+    assert_eq!(code, 4429, "{reason}");
+    assert!(reason.contains(&trace_id), "{reason} lacks {trace_id}");
+}

@@ -6,8 +6,10 @@
 //! `{"authorization": "Bearer <API key or token>"}` (or `{"token": "..."}`). Without valid
 //! credentials the connection closes with 4401; without a `connection_init` within
 //! `auth.first_message_timeout` it closes with 4408, as the `graphql-transport-ws` protocol
-//! says. Every message counts against the caller's rate limit; one over it closes with 4429. async-graphql runs the protocol itself; this file only feeds it the socket and
-//! translates its closes.
+//! says. Every message counts against the caller's rate limit; one over it closes with 4429. A
+//! message over `push.ws_max_message_bytes` closes with 1009, as on `/v1/ws`; both close
+//! reasons carry the connection's trace id. async-graphql runs the protocol itself; this file
+//! only feeds it the socket and translates its closes.
 
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
@@ -104,8 +106,24 @@ async fn serve(
         let _ = caller.set(who.clone());
     }
     let limited = Arc::new(AtomicBool::new(false));
+    // A read error ends the input too, and says how to close: 1009 for a message over
+    // push.ws_max_message_bytes (as /v1/ws does), 1002 for anything else.
+    let broken: Arc<OnceLock<(u16, &'static str)>> = Arc::default();
     let input = stream
-        .take_while(|received| future::ready(received.is_ok()))
+        .take_while({
+            let broken = Arc::clone(&broken);
+            move |received| {
+                if let Err(error) = received {
+                    let text = error.to_string();
+                    let _ = broken.set(if text.contains("too long") || text.contains("too big") {
+                        (1009, "message too big")
+                    } else {
+                        (1002, "protocol error")
+                    });
+                }
+                future::ready(received.is_ok())
+            }
+        })
         .filter_map(|received| {
             future::ready(match received {
                 Ok(Message::Text(text)) => Some(text.as_bytes().to_vec()),
@@ -132,7 +150,7 @@ async fn serve(
     let initialised = Arc::new(AtomicBool::new(false));
     let refused = Arc::new(AtomicBool::new(false));
     let mut data = Data::default();
-    data.insert(trace_id);
+    data.insert(trace_id.clone());
     let on_init = {
         let (initialised, refused) = (Arc::clone(&initialised), Arc::clone(&refused));
         let caller = Arc::clone(&caller);
@@ -210,8 +228,17 @@ async fn serve(
             }
         }
     }
+    // Refusals name the trace id in their reason, as the other protocols' refusals carry it.
     if limited.load(Ordering::Relaxed) && !closed {
-        let _ = sink.send(close(CLOSE_RATE_LIMITED, "rate limited")).await;
+        let reason = format!("rate limited (trace id {})", trace_id.as_str());
+        let _ = sink.send(close(CLOSE_RATE_LIMITED, &reason)).await;
+        return;
+    }
+    if let Some((code, reason)) = broken.get()
+        && !closed
+    {
+        let reason = format!("{reason} (trace id {})", trace_id.as_str());
+        let _ = sink.send(close(*code, &reason)).await;
         return;
     }
     // The legacy protocol reports a refused init with a message, not a close: close after it.
@@ -245,7 +272,7 @@ fn token(payload: &serde_json::Value) -> Option<String> {
 fn close(code: u16, reason: &str) -> Message {
     Message::Close(Some(CloseFrame {
         code,
-        reason: reason.into(),
+        reason: close_reason(reason).into(),
     }))
 }
 
