@@ -540,6 +540,42 @@ async fn a_customers_orders_are_only_that_customers() {
 }
 
 #[tokio::test]
+async fn a_customers_orders_refuse_a_filter_for_another_customer() {
+    let server = TestServer::start().await;
+    let query = "query($filter: OrderFilterInput) { customer(id: \"3\") {
+        orders(first: 100, filter: $filter) { nodes { id customerId } }
+    } }";
+    let expected = rest_ids(&server, "/v1/customers/3/orders?limit=100").await;
+    // No customerId, or this customer's: the customer's orders, as before.
+    for filter in [json!(null), json!({}), json!({ "customerId": "3" })] {
+        let page = data(&server, query, json!({ "filter": filter })).await;
+        let nodes = &page["customer"]["orders"]["nodes"];
+        assert_eq!(node_ids(nodes), expected, "{filter}: {page}");
+        assert!(
+            nodes
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|n| n["customerId"] == "3")
+        );
+    }
+    // Another customer, or no customer at all: refused, with the field named.
+    for other in ["4", "not-an-id"] {
+        let body = post(&server, query, json!({ "filter": { "customerId": other } }))
+            .await
+            .ok();
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{other}: {body}");
+        let error = first_error(&body);
+        assert_eq!(
+            error["extensions"]["errors"][0]["field"], "filter.customerId",
+            "{body}"
+        );
+        assert!(error["extensions"]["trace_id"].is_string(), "{body}");
+        assert!(body["data"]["customer"].is_null(), "{other}: {body}");
+    }
+}
+
+#[tokio::test]
 async fn products_are_read_one_by_one_and_walked_as_a_connection() {
     let server = TestServer::start().await;
     let product = data(

@@ -10,7 +10,7 @@ use super::context::{app, gql_error, who};
 use super::loaders::{CustomerLoader, ProductLoader};
 use crate::domain::core::ORDER_SORT_FIELDS;
 use crate::domain::events::{Change, Event};
-use crate::domain::model::{Customer, Item, Order, OrderStatus, Product};
+use crate::domain::model::{Customer, CustomerId, Item, Order, OrderStatus, Product};
 use crate::domain::pagination::{Limit, PageRequest, Position, RowKey, SortSpec, SortValue};
 use crate::domain::{DomainError, FieldViolation, OrderFilter};
 use crate::protocols::AppState;
@@ -179,6 +179,24 @@ impl CustomerGql {
         order_by: Option<Vec<OrderOrder>>,
     ) -> async_graphql::Result<OrderConnection> {
         let mut filter = filter.unwrap_or_default();
+        // The parent fixes the customer. A filter naming another one contradicts it: refused,
+        // rather than quietly replaced (the same id, or none, is this customer's list).
+        if let Some(asked) = &filter.customer_id
+            && CustomerId::parse(asked).ok() != Some(self.0.id)
+        {
+            return Err(gql_error(
+                ctx,
+                FieldViolation::new(
+                    "filter.customerId",
+                    format!(
+                        "these are customer {}'s orders; filter.customerId '{}' names another \
+                         customer (leave it out, or ask Query.orders)",
+                        self.0.id,
+                        asked.as_str()
+                    ),
+                ),
+            ));
+        }
         filter.customer_id = Some(ID(self.0.id.to_string()));
         order_connection(ctx, first, after, last, before, Some(filter), order_by)
     }
