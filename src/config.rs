@@ -323,8 +323,13 @@ impl Default for InboundConfig {
 pub struct GraphqlConfig {
     /// Deepest query accepted.
     pub max_depth: usize,
-    /// Costliest query accepted (list sizes multiply their children).
+    /// Costliest query accepted: every field (`__typename` too) and directive costs 1, page
+    /// sizes multiply what a connection selects.
     pub max_complexity: usize,
+    /// Longest query text accepted, in bytes; longer ones are refused before they are parsed.
+    pub max_document_bytes: usize,
+    /// Most errors one answer lists; the rest are replaced by one error that counts them.
+    pub max_errors: usize,
     /// Whether `__schema` / `__type` introspection is answered.
     pub introspection: bool,
     /// How many persisted queries (APQ) are remembered.
@@ -338,6 +343,8 @@ impl Default for GraphqlConfig {
         Self {
             max_depth: 10,
             max_complexity: 5_000,
+            max_document_bytes: 64 * 1024,
+            max_errors: 20,
             introspection: true,
             persisted_queries: 1_024,
             document_cache: 1_024,

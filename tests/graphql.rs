@@ -540,6 +540,42 @@ async fn a_customers_orders_are_only_that_customers() {
 }
 
 #[tokio::test]
+async fn a_customers_orders_refuse_a_filter_for_another_customer() {
+    let server = TestServer::start().await;
+    let query = "query($filter: OrderFilterInput) { customer(id: \"3\") {
+        orders(first: 100, filter: $filter) { nodes { id customerId } }
+    } }";
+    let expected = rest_ids(&server, "/v1/customers/3/orders?limit=100").await;
+    // No customerId, or this customer's: the customer's orders, as before.
+    for filter in [json!(null), json!({}), json!({ "customerId": "3" })] {
+        let page = data(&server, query, json!({ "filter": filter })).await;
+        let nodes = &page["customer"]["orders"]["nodes"];
+        assert_eq!(node_ids(nodes), expected, "{filter}: {page}");
+        assert!(
+            nodes
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|n| n["customerId"] == "3")
+        );
+    }
+    // Another customer, or no customer at all: refused, with the field named.
+    for other in ["4", "not-an-id"] {
+        let body = post(&server, query, json!({ "filter": { "customerId": other } }))
+            .await
+            .ok();
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{other}: {body}");
+        let error = first_error(&body);
+        assert_eq!(
+            error["extensions"]["errors"][0]["field"], "filter.customerId",
+            "{body}"
+        );
+        assert!(error["extensions"]["trace_id"].is_string(), "{body}");
+        assert!(body["data"]["customer"].is_null(), "{other}: {body}");
+    }
+}
+
+#[tokio::test]
 async fn products_are_read_one_by_one_and_walked_as_a_connection() {
     let server = TestServer::start().await;
     let product = data(
@@ -1389,6 +1425,46 @@ async fn persisted_queries_miss_then_register_then_hit_over_post_and_get() {
 }
 
 #[tokio::test]
+async fn each_persisted_query_runs_its_own_document() {
+    // Persisted documents reach the server's document cache without their text: two of them
+    // must not be taken for one another, when registered nor when sent as a hash alone.
+    let server = TestServer::start().await;
+    let queries = [
+        (
+            r#"{ product(id: "1") { id } }"#,
+            json!({ "product": { "id": "1" } }),
+        ),
+        (
+            r#"{ product(id: "2") { id } }"#,
+            json!({ "product": { "id": "2" } }),
+        ),
+    ];
+    for (query, expected) in &queries {
+        let register = Answer::of(
+            server
+                .post("/graphql")
+                .json(&json!({ "query": query, "extensions": persisted(&sha256_hex(query)) })),
+        )
+        .await
+        .ok();
+        assert_eq!(
+            register["data"], *expected,
+            "registering {query}: {register}"
+        );
+    }
+    for (query, expected) in &queries {
+        let hit = Answer::of(
+            server
+                .post("/graphql")
+                .json(&json!({ "extensions": persisted(&sha256_hex(query)) })),
+        )
+        .await
+        .ok();
+        assert_eq!(hit["data"], *expected, "the hash of {query}: {hit}");
+    }
+}
+
+#[tokio::test]
 async fn a_persisted_mutation_cannot_be_run_with_get() {
     let server = TestServer::start().await;
     let mutation = r#"mutation { createOrder(input: {customerId: "1", items: [{productId: "1", quantity: 1}]}) {
@@ -1693,4 +1769,361 @@ async fn a_query_seen_before_is_validated_again_with_other_variables() {
     assert!(has_no_data(&costly), "over the complexity limit: {costly}");
 
     assert_eq!(data(&server, query, json!({ "n": 2 })).await, cheap);
+}
+
+// ---- under abuse (issue 15): cost, document size, error count ----
+
+/// `n` distinct aliases of `field`: `a0: field a1: field ...`.
+fn aliases(n: usize, field: &str) -> String {
+    (0..n).map(|i| format!("a{i}: {field} ")).collect()
+}
+
+/// Asserts `body` lists `max + 1` errors: `max` of them, then one counting the `left_off`
+/// others, with a row of the table and the trace id like every error.
+fn assert_capped(body: &Value, max: usize, left_off: usize, context: &str) {
+    let errors = body["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{context}: {body}"));
+    assert_eq!(errors.len(), max + 1, "{context}: {body}");
+    let last = &errors[max];
+    let message = last["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(&format!("{left_off} more errors were left off")),
+        "{context}: {last}"
+    );
+    assert!(last["extensions"]["code"].is_string(), "{context}: {last}");
+    assert!(
+        last["extensions"]["trace_id"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()),
+        "{context}: {last}"
+    );
+}
+
+#[tokio::test]
+async fn the_abusive_queries_of_issue_15_are_refused_with_one_small_error() {
+    let server = TestServer::start().await;
+    let cases = [
+        // 48 000 `__typename` aliases in 0.9 MB: a 1 MB answer before.
+        (
+            "48 000 __typename aliases",
+            format!("{{ {} }}", aliases(48_000, "__typename")),
+        ),
+        // 10 000 repeated directives in 170 KB: 9 999 errors before.
+        (
+            "10 000 repeated @skip",
+            format!(
+                "{{ product(id: \"1\") {{ id {} }} }}",
+                "@skip(if: false) ".repeat(10_000)
+            ),
+        ),
+    ];
+    for (what, query) in cases {
+        assert!(
+            query.len() < server.app.config.server.body_limit_bytes,
+            "{what}"
+        );
+        let response = server
+            .post("/graphql")
+            .json(&json!({ "query": query }))
+            .send()
+            .await
+            .expect("request");
+        let problem = common::expect_problem(response, 413, "payload-too-large").await;
+        let detail = problem["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains("graphql.max_document_bytes"),
+            "{what}: {problem}"
+        );
+        assert!(problem.to_string().len() < 1_000, "{what}: {problem}");
+    }
+}
+
+#[tokio::test]
+async fn typenames_reached_through_a_fragment_cost_once_per_item_of_a_page() {
+    let server = TestServer::start().await;
+    // 60 `__typename`s for each of 100 orders: 6 100, over the 5 000 the server runs.
+    let query = format!(
+        "{{ orders(first: 100) {{ nodes {{ ...T }} }} }} fragment T on Order {{ {} }}",
+        aliases(60, "__typename")
+    );
+    assert_refused(&server, &query, "too complex").await;
+    // For 10 orders, 610: fine.
+    let small = data(
+        &server,
+        &query.replace("first: 100", "first: 10"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(small["orders"]["nodes"][0]["a59"], "Order", "{small}");
+}
+
+#[tokio::test]
+async fn directives_cost_once_per_item_of_a_page() {
+    let server = TestServer::start().await;
+    // 20 fields of 100 orders: 2 100; with two directives each, 6 100.
+    let plain = format!(
+        "{{ orders(first: 100) {{ nodes {{ {} }} }} }}",
+        aliases(20, "id")
+    );
+    data(&server, &plain, json!({})).await;
+    let directed = format!(
+        "{{ orders(first: 100) {{ nodes {{ {} }} }} }}",
+        aliases(20, "id @skip(if: false) @include(if: true)")
+    );
+    assert_refused(&server, &directed, "too complex").await;
+}
+
+#[tokio::test]
+async fn a_fragment_spread_twice_on_each_of_many_levels_is_refused_as_too_complex() {
+    // Written out, 2^16 fields: the document is small, the work it asks for is not.
+    let server = TestServer::start().await;
+    let mut query = String::from("{ ...F16 } fragment F0 on QueryRoot { __typename }");
+    for i in 1..=16 {
+        query.push_str(&format!(
+            " fragment F{i} on QueryRoot {{ ...F{j} ...F{j} }}",
+            j = i - 1
+        ));
+    }
+    assert_refused(&server, &query, "too complex").await;
+}
+
+#[tokio::test]
+async fn an_answer_lists_at_most_max_errors_errors_and_counts_the_rest() {
+    let server = TestServer::start().await;
+    let max = server.app.config.graphql.max_errors;
+    assert_eq!(max, 20);
+    let not_found: String = (0..30)
+        .map(|i| format!("o{i}: order(id: \"{}\") {{ id }} ", 9_000 + i))
+        .collect();
+    let cases = [
+        // Validation errors: the request never ran.
+        (
+            "30 unknown fields",
+            format!("{{ {} }}", aliases(30, "nope")),
+            10,
+        ),
+        // 4 000 repeated directives fit the document and the cost: 3 999 validation errors.
+        (
+            "4 000 repeated @skip",
+            format!(
+                "{{ product(id: \"1\") {{ id {} }} }}",
+                "@skip(if:false)".repeat(4_000)
+            ),
+            3_979,
+        ),
+        // Resolver errors, next to their null data.
+        ("30 unknown orders", format!("{{ {not_found} }}"), 10),
+    ];
+    for (what, query, left_off) in cases {
+        let body = post(&server, &query, json!({})).await.ok();
+        assert_capped(&body, max, left_off, what);
+        assert!(
+            body.to_string().len() < 20_000,
+            "{what}: {} bytes",
+            body.to_string().len()
+        );
+    }
+}
+
+#[tokio::test]
+async fn over_websocket_an_answer_lists_at_most_max_errors_errors_too() {
+    let server = TestServer::start().await;
+    let mut ws = open(&server, &TRANSPORT_WS).await;
+    let query = format!(
+        "subscription {{ orderEvents {{ __typename {} }} }}",
+        aliases(30, "nope")
+    );
+    subscribe(&mut ws, &TRANSPORT_WS, "s1", &query).await;
+    let body = next_result(&mut ws, &TRANSPORT_WS, "s1").await;
+    assert_capped(
+        &body,
+        server.app.config.graphql.max_errors,
+        10,
+        "over WebSocket",
+    );
+}
+
+#[tokio::test]
+async fn a_query_over_max_document_bytes_is_refused_on_every_way_in_and_never_persisted() {
+    let mut config = Config::default();
+    config.graphql.max_document_bytes = 1024;
+    let server = TestServer::with_config(config).await;
+    let fits = format!("{{ {} }}", aliases(50, "__typename"));
+    assert!(fits.len() <= 1024);
+    data(&server, &fits, json!({})).await;
+    let over = format!("{{ {} }}", aliases(100, "__typename"));
+    assert!(over.len() > 1024);
+
+    let post = server.post("/graphql").json(&json!({ "query": over }));
+    common::expect_problem(post.send().await.unwrap(), 413, "payload-too-large").await;
+    let get = server.get("/graphql").query(&[("query", over.as_str())]);
+    common::expect_problem(get.send().await.unwrap(), 413, "payload-too-large").await;
+
+    // A persisted query over the bound is refused, so its hash stays unknown.
+    let hash = sha256_hex(&over);
+    let register = server
+        .post("/graphql")
+        .json(&json!({ "query": over, "extensions": persisted(&hash) }));
+    common::expect_problem(register.send().await.unwrap(), 413, "payload-too-large").await;
+    let hit = Answer::of(
+        server
+            .post("/graphql")
+            .json(&json!({ "extensions": persisted(&hash) })),
+    )
+    .await
+    .ok();
+    assert_eq!(error_code(&hit), "PERSISTED_QUERY_NOT_FOUND", "{hit}");
+
+    // Over WebSocket: an error for that subscription, and the connection carries on.
+    let mut ws = open(&server, &TRANSPORT_WS).await;
+    let subscription = format!(
+        "subscription {{ orderEvents {{ {} }} }}",
+        aliases(100, "__typename")
+    );
+    subscribe(&mut ws, &TRANSPORT_WS, "big", &subscription).await;
+    let message = next_result(&mut ws, &TRANSPORT_WS, "big").await;
+    let error = first_error(&message);
+    assert_eq!(
+        error["extensions"]["code"], "PAYLOAD_TOO_LARGE",
+        "{message}"
+    );
+    assert!(error["extensions"]["trace_id"].is_string(), "{message}");
+    assert_eq!(
+        receive(&mut ws).await,
+        json!({ "type": "complete", "id": "big" })
+    );
+    send(&mut ws, json!({ "type": "ping" })).await;
+    assert_eq!(receive(&mut ws).await["type"], "pong");
+}
+
+/// The introspection query GraphiQL sends when it opens (graphql-js `getIntrospectionQuery`).
+const GRAPHIQL_INTROSPECTION: &str = "query IntrospectionQuery {
+  __schema {
+    queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) {
+    name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason
+  }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name
+    ofType { kind name ofType { kind name ofType { kind name } } } } } } }
+}";
+
+#[tokio::test]
+async fn graphiqls_introspection_query_fits_the_cost_and_size_bounds() {
+    // Its type references nest 13 fields deep, over the default graphql.max_depth (10): that
+    // is a separate issue. With the depth raised, the cost and size bounds let it through.
+    let mut config = Config::default();
+    config.graphql.max_depth = 13;
+    let server = TestServer::with_config(config).await;
+    assert!(GRAPHIQL_INTROSPECTION.len() <= server.app.config.graphql.max_document_bytes);
+    let schema = data(&server, GRAPHIQL_INTROSPECTION, json!({})).await;
+    let types = schema["__schema"]["types"].as_array().expect("types");
+    assert!(types.iter().any(|t| t["name"] == "Order"), "{schema}");
+}
+
+// ---- /graphql/ws closes ----
+
+/// The close frame the server ends `ws` with, skipping anything before it. The bound only
+/// turns a close that never comes into a failure.
+async fn until_close(ws: &mut Ws, context: &str) -> (u16, String) {
+    let close = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(message) = ws.next().await {
+            match message {
+                Ok(Message::Close(frame)) => return frame,
+                Ok(_) => {}
+                Err(error) => panic!("{context}: no close frame, the connection broke: {error}"),
+            }
+        }
+        panic!("{context}: the connection ended without a close frame");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{context}: no close within 10 s"))
+    .unwrap_or_else(|| panic!("{context}: a close frame without a code"));
+    (u16::from(close.code), close.reason.to_string())
+}
+
+/// `/graphql/ws` in `graphql-transport-ws`, with the upgrade's trace id.
+async fn open_traced(server: &TestServer) -> (Ws, String) {
+    let mut request = format!("ws://{}/graphql/ws", server.addr)
+        .into_client_request()
+        .expect("a WebSocket request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        TRANSPORT_WS.name.parse().expect("a header value"),
+    );
+    let (mut ws, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("WebSocket handshake");
+    let trace_id = response
+        .headers()
+        .get(TRACE_ID)
+        .and_then(|v| v.to_str().ok())
+        .expect("the upgrade carries x-trace-id")
+        .to_owned();
+    send(&mut ws, json!({ "type": "connection_init", "payload": {} })).await;
+    assert_eq!(receive(&mut ws).await["type"], "connection_ack");
+    (ws, trace_id)
+}
+
+#[tokio::test]
+async fn a_websocket_message_over_the_limit_closes_with_1009_and_a_reason_with_the_trace_id() {
+    let mut config = Config::default();
+    config.push.ws_max_message_bytes = 1024;
+    let server = TestServer::with_config(config).await;
+    // A subscribe (in both subprotocols) or any other message over the limit.
+    for protocol in [TRANSPORT_WS, LEGACY_WS] {
+        let mut ws = open(&server, &protocol).await;
+        let query = format!(
+            "subscription {{ orderEvents {{ {} }} }}",
+            aliases(200, "seq")
+        );
+        subscribe(&mut ws, &protocol, "big", &query).await;
+        let (code, reason) = until_close(&mut ws, protocol.name).await;
+        assert_eq!(code, 1009, "{}: {reason}", protocol.name);
+        assert!(reason.contains("too big"), "{}: {reason}", protocol.name);
+    }
+    let (mut ws, trace_id) = open_traced(&server).await;
+    send(
+        &mut ws,
+        json!({ "type": "ping", "payload": { "pad": "x".repeat(2_000) } }),
+    )
+    .await;
+    let (code, reason) = until_close(&mut ws, "an oversized ping").await;
+    assert_eq!(code, 1009, "{reason}");
+    assert!(reason.contains(&trace_id), "{reason} lacks {trace_id}");
+    // The server carries on.
+    let mut ws = open(&server, &TRANSPORT_WS).await;
+    send(&mut ws, json!({ "type": "ping" })).await;
+    assert_eq!(receive(&mut ws).await["type"], "pong");
+}
+
+#[tokio::test]
+async fn a_graphql_websocket_over_its_quota_closes_with_4429_and_the_trace_id() {
+    // The upgrade takes one unit of the quota, connection_init the second, a ping the third.
+    let mut config = Config::default();
+    config.auth.insecure_no_auth = true;
+    config.rate_limit.caller.burst = 3;
+    config.rate_limit.anonymous.burst = 3;
+    let server = TestServer::with_auth(config).await;
+    let (mut ws, trace_id) = open_traced(&server).await;
+    for _ in 0..10 {
+        send(&mut ws, json!({ "type": "ping" })).await;
+    }
+    let (code, reason) = until_close(&mut ws, "over the quota").await;
+    assert_eq!(code, 4429, "{reason}");
+    assert!(reason.contains(&trace_id), "{reason} lacks {trace_id}");
 }

@@ -5,8 +5,8 @@
 //! the query was the smaller part. Clients send the same few query texts again and again, so the
 //! work is remembered:
 //! - parsing depends on the query text alone: the parsed document is kept under its text;
-//! - validation depends on the document and the variables (complexity counts `first: $n`), and
-//!   on the schema and its limits, which never change while the server runs: a successful
+//! - validation depends on the document and the variables (the values of variables are checked
+//!   against their arguments), and on the schema and its limits, which never change while the server runs: a successful
 //!   result is kept under text + variables. Documents that fail to parse or validate are not
 //!   kept; they are checked again each time.
 //!
@@ -16,9 +16,13 @@
 //! With the defaults the cache holds at most 1 024 x 2 KiB of text, a few tens of MiB parsed
 //! in the worst case.
 //!
+//! Persisted queries (APQ) are not cached here: APQ keeps them parsed in its own store and hands
+//! the document over with an empty text, which cannot tell one from another.
+//!
 //! It runs as the innermost extension, after Automatic Persisted Queries have turned a hash into
-//! its text, and applies the request guard's rules ([`super::guard`]) to every document, cached
-//! or not. Both maps are bounded (`graphql.document_cache` entries each); when full, the oldest
+//! its document, and applies the request guard's rules ([`super::guard`]: GET, introspection,
+//! the document's cost) to every document, cached or not, before async-graphql's own checks
+//! and validation see it. Both maps are bounded (`graphql.document_cache` entries each); when full, the oldest
 //! entry is dropped. Simplification: first-in-first-out rather than least-recently-used, which
 //! is as good while the set of hot queries fits, and needs no extra crate.
 
@@ -27,12 +31,12 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation,
+    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextValidation,
 };
 use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{ServerError, ServerResult, ValidationResult, Variables};
+use async_graphql::{Request, ServerError, ServerResult, ValidationResult};
 
-use super::guard::{Rules, ViaGet};
+use super::guard::{Rules, ViaGet, request_data};
 use crate::gateway::trace::TraceId;
 
 /// The longest query text that is cached; longer ones are parsed and validated every time.
@@ -86,38 +90,54 @@ struct Pending {
 
 #[async_trait::async_trait]
 impl Extension for PerRequest {
-    /// The parsed `query`, from the cache or parsed now (and noted for caching once it
-    /// validates), if the guard's rules allow it.
-    async fn parse_query(
+    /// The request with its parsed document: the persisted one, or the cached one, or parsed
+    /// now (and noted for caching once it validates), if the guard's rules allow it. Done here,
+    /// before async-graphql's own checks and validation, which walk every fragment spread
+    /// again: the rules price the document first, in one pass.
+    async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let cacheable = self.parsed.capacity > 0 && query.len() <= MAX_CACHED_QUERY_BYTES;
-        let cached = cacheable.then(|| self.parsed.get(query)).flatten();
-        let hit = cached.is_some();
-        let document = match cached {
-            Some(document) => document,
-            None => next.run(ctx, query, variables).await?,
-        };
-        if cacheable {
-            // Text and variables, separated by a byte that cannot occur in either's JSON.
-            let validation_key = format!(
-                "{query}\u{0}{}",
-                serde_json::to_string(variables).unwrap_or_default()
-            );
-            let parsed = (!hit).then(|| (Arc::from(query), document.clone()));
-            *lock(&self.pending) = Some(Pending {
-                validation_key,
-                parsed,
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        let via_get = request_data::<ViaGet>(ctx, &request).is_some();
+        let trace_id = request_data::<TraceId>(ctx, &request).cloned();
+        let query = request.query.as_str();
+        if query.is_empty() {
+            // A persisted query: APQ has put its document in the request (without one, this
+            // is a parse error, as an empty text should be).
+            let variables = std::mem::take(&mut request.variables);
+            let checked = request.parsed_query().and_then(|document| {
+                self.rules
+                    .check(document, &variables, via_get, trace_id.as_ref())
             });
+            request.variables = variables;
+            checked?;
+        } else {
+            let cacheable = self.parsed.capacity > 0 && query.len() <= MAX_CACHED_QUERY_BYTES;
+            let cached = cacheable.then(|| self.parsed.get(query)).flatten();
+            let hit = cached.is_some();
+            let document = match cached {
+                Some(document) => document,
+                None => async_graphql::parser::parse_query(query)?,
+            };
+            self.rules
+                .check(&document, &request.variables, via_get, trace_id.as_ref())?;
+            if cacheable {
+                // Text and variables, separated by a byte that cannot occur in either's JSON.
+                let validation_key = format!(
+                    "{query}\u{0}{}",
+                    serde_json::to_string(&request.variables).unwrap_or_default()
+                );
+                let parsed = (!hit).then(|| (Arc::from(query), document.clone()));
+                *lock(&self.pending) = Some(Pending {
+                    validation_key,
+                    parsed,
+                });
+            }
+            request.set_parsed_query(document);
         }
-        let via_get = ctx.data_opt::<ViaGet>().is_some();
-        self.rules
-            .check(&document, via_get, ctx.data_opt::<TraceId>())?;
-        Ok(document)
+        next.run(ctx, request).await
     }
 
     async fn validation(

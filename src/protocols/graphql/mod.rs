@@ -2,14 +2,17 @@
 //! GraphQL-over-HTTP specification, GraphiQL in a browser at `GET /graphql`, and subscriptions
 //! over WebSocket at `/graphql/ws` (both `graphql-transport-ws` and the legacy `graphql-ws`).
 //!
-//! Protections: a maximum depth and complexity (list arguments multiply their children's cost)
-//! reject an expensive query before it runs; introspection can be switched off; Automatic
-//! Persisted Queries let clients send a hash instead of the query text. The SDL is checked in
+//! Protections (`guard.rs`, `cost.rs`): a bound on the query text's size, a maximum depth and
+//! a maximum cost (every field, `__typename` and directive counts; page sizes multiply what a
+//! connection selects) reject an expensive query before it is validated or run; an answer lists
+//! at most `graphql.max_errors` errors; introspection can be switched off. Automatic Persisted
+//! Queries let clients send a hash instead of the query text. The SDL is checked in
 //! as `schema.graphql` at the repository root (`polyport graphql-schema` prints it; a test
 //! fails when the two differ).
 
 pub mod cache;
 pub mod context;
+pub mod cost;
 pub mod guard;
 pub mod loaders;
 pub mod query;
@@ -32,6 +35,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::config::GraphqlConfig;
 use crate::domain::Principal;
+use crate::domain::pagination::PageLimits;
 use crate::gateway::ApiError;
 use crate::gateway::auth::{AuthError, Caller};
 use crate::gateway::error::kind;
@@ -47,22 +51,35 @@ const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
 /// Builds the schema with the configured limits; `app` is available to every resolver.
 pub fn schema(app: Option<AppState>, config: &GraphqlConfig) -> PolyportSchema {
+    // The cost model reads the schema's shape from its SDL, which is that of the bare schema.
+    let shape = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+        .finish()
+        .sdl();
+    let default_page = app
+        .as_ref()
+        .map_or_else(PageLimits::default, |app| app.page_limits())
+        .default;
+    // Extensions run outermost first. The limits come before persisted queries, so a text over
+    // graphql.max_document_bytes is never parsed or persisted; the document cache comes after
+    // them, so the guard's rules see every document, cached, persisted or neither.
     let mut builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .limit_depth(config.max_depth)
-        .limit_complexity(config.max_complexity)
+        .extension(guard::Limits {
+            max_document_bytes: config.max_document_bytes,
+            max_errors: config.max_errors,
+        })
         .extension(ApolloPersistedQueries::new(LruCacheStorage::new(
             config.persisted_queries,
         )));
     if !config.introspection {
         builder = builder.disable_introspection();
     }
-    // Innermost, after persisted queries: the guard's rules see every document, cached or not.
     let rules = guard::Rules {
         introspection: config.introspection,
+        pricing: cost::Pricing::new(&shape, config.max_complexity, default_page),
     };
     builder = builder.extension(cache::DocumentCache::new(config.document_cache, rules));
     if let Some(app) = app {
-        types::count_default_pages_as(app.page_limits());
         builder = builder.data(app);
     }
     builder.finish()
@@ -205,46 +222,37 @@ async fn execute(
                 .get("idempotency-key")
                 .map(|v| v.to_str().unwrap_or_default().to_owned()),
         ))
-        .data(trace_id.clone())
+        .data(trace_id)
         .data(who);
-    let trace = trace_id;
-    let mut response = state.schema.execute(request).await;
-    if let Some(error) = response.errors.iter().find(|e| guard::is_get_mutation(e)) {
-        // GET must be safe: mutations (and subscriptions) only over POST.
-        let mut refused =
-            ApiError::new(&kind::METHOD_NOT_ALLOWED, error.message.clone()).into_response();
-        refused
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("POST"));
+    let response = state.schema.execute(request).await;
+    if let Some((error, row)) = response
+        .errors
+        .iter()
+        .find_map(|e| guard::http_refusal(e).map(|row| (e, row)))
+    {
+        // Refusals HTTP has its own status for: a mutation sent with GET (GET must be safe:
+        // mutations and subscriptions only over POST) and a document over
+        // graphql.max_document_bytes, answered like a body over server.body_limit_bytes.
+        let mut refused = ApiError::new(row, error.message.clone()).into_response();
+        if *row == kind::METHOD_NOT_ALLOWED {
+            refused
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+        }
         return Ok(refused);
     }
     // A request error (it did not parse or validate, or was over a limit) never ran, so its
     // errors have no path and the response has no data entry. The new media type says so with
     // 400; plain application/json keeps 200 for older clients. A persisted-query miss stays
     // 200: clients retry with the query text on that error. Errors from resolvers have a path:
-    // the request ran, and that is a 200 whatever the data.
+    // the request ran, and that is a 200 whatever the data. (Every error already carries its
+    // row of the table and the trace id: `guard::Limits` gave them.)
     let request_error =
         !response.errors.is_empty() && response.errors.iter().all(|e| e.path.is_empty());
     let apq_miss = response
         .errors
         .iter()
         .any(|e| e.message == "PersistedQueryNotFound");
-    // Errors from async-graphql itself (syntax, validation, limits, a persisted-query miss)
-    // are rows of the one table too, rendered like resolver errors.
-    for error in &mut response.errors {
-        if error
-            .extensions
-            .as_ref()
-            .is_none_or(|e| e.get("code").is_none())
-        {
-            let row = if error.message == "PersistedQueryNotFound" {
-                &kind::PERSISTED_QUERY_NOT_FOUND
-            } else {
-                &kind::QUERY_INVALID
-            };
-            crate::gateway::error::graphql::stamp(error, row, &trace);
-        }
-    }
     let status = if media == GRAPHQL_RESPONSE && request_error && !apq_miss {
         StatusCode::BAD_REQUEST
     } else {

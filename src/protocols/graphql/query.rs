@@ -57,7 +57,6 @@ impl QueryRoot {
     }
 
     /// Orders as a Relay connection.
-    #[graphql(complexity = "super::types::page_cost(first.or(last), child_complexity)")]
     #[allow(clippy::too_many_arguments)]
     async fn orders(
         &self,
@@ -98,7 +97,6 @@ impl QueryRoot {
     }
 
     /// Products as a Relay connection, in id order.
-    #[graphql(complexity = "super::types::page_cost(first, child_complexity)")]
     async fn products(
         &self,
         ctx: &Context<'_>,

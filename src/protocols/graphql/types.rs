@@ -3,8 +3,6 @@
 //! Nested look-ups (an order's customer, an item's product) go through per-request DataLoaders,
 //! so a page of 100 orders costs one customer batch and one product batch, not 200 look-ups.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, Union};
 
@@ -12,10 +10,8 @@ use super::context::{app, gql_error, who};
 use super::loaders::{CustomerLoader, ProductLoader};
 use crate::domain::core::ORDER_SORT_FIELDS;
 use crate::domain::events::{Change, Event};
-use crate::domain::model::{Customer, Item, Order, OrderStatus, Product};
-use crate::domain::pagination::{
-    Limit, PageLimits, PageRequest, Position, RowKey, SortSpec, SortValue,
-};
+use crate::domain::model::{Customer, CustomerId, Item, Order, OrderStatus, Product};
+use crate::domain::pagination::{Limit, PageRequest, Position, RowKey, SortSpec, SortValue};
 use crate::domain::{DomainError, FieldViolation, OrderFilter};
 use crate::protocols::AppState;
 use crate::wire::timestamp;
@@ -171,7 +167,6 @@ impl CustomerGql {
         &self.0.email
     }
     /// This customer's orders, as a connection.
-    #[graphql(complexity = "self::page_cost(first.or(last), child_complexity)")]
     #[allow(clippy::too_many_arguments)]
     async fn orders(
         &self,
@@ -184,6 +179,24 @@ impl CustomerGql {
         order_by: Option<Vec<OrderOrder>>,
     ) -> async_graphql::Result<OrderConnection> {
         let mut filter = filter.unwrap_or_default();
+        // The parent fixes the customer. A filter naming another one contradicts it: refused,
+        // rather than quietly replaced (the same id, or none, is this customer's list).
+        if let Some(asked) = &filter.customer_id
+            && CustomerId::parse(asked).ok() != Some(self.0.id)
+        {
+            return Err(gql_error(
+                ctx,
+                FieldViolation::new(
+                    "filter.customerId",
+                    format!(
+                        "these are customer {}'s orders; filter.customerId '{}' names another \
+                         customer (leave it out, or ask Query.orders)",
+                        self.0.id,
+                        asked.as_str()
+                    ),
+                ),
+            ));
+        }
         filter.customer_id = Some(ID(self.0.id.to_string()));
         order_connection(ctx, first, after, last, before, Some(filter), order_by)
     }
@@ -439,33 +452,6 @@ fn rekey(key: RowKey, target: &SortSpec) -> RowKey {
         values.push(SortValue::Int(key.id as i64));
     }
     RowKey { values, id: key.id }
-}
-
-/// The page size the complexity estimate counts when a query names none: the largest
-/// `pagination.default_limit` a schema in this process was built with. async-graphql calls a
-/// field's complexity as a plain function, without the schema's data, so the configured value
-/// reaches it here; taking the largest keeps the estimate an upper bound.
-static DEFAULT_PAGE: AtomicUsize = AtomicUsize::new(0);
-
-/// Makes `limits.default` the page size [`page_cost`] counts for a connection without a size.
-pub fn count_default_pages_as(limits: PageLimits) {
-    DEFAULT_PAGE.fetch_max(limits.default, Ordering::Relaxed);
-}
-
-/// What a connection field costs in the complexity limit: its children's cost once per item it
-/// may return, that is the size asked for (the resolver refuses one over the maximum, so it is
-/// counted as asked) or the default page. Saturating: an absurd size is too complex, not a
-/// small number after wrapping around.
-pub fn page_cost(requested: Option<i32>, child_complexity: usize) -> usize {
-    let items = requested.map_or_else(
-        || {
-            DEFAULT_PAGE
-                .load(Ordering::Relaxed)
-                .max(PageLimits::default().default)
-        },
-        |n| n.max(1) as usize,
-    );
-    items.saturating_mul(child_complexity)
 }
 
 /// A Relay page of orders: `first`/`after` forwards, `last`/`before` backwards.

@@ -6,8 +6,10 @@
 //! `{"authorization": "Bearer <API key or token>"}` (or `{"token": "..."}`). Without valid
 //! credentials the connection closes with 4401; without a `connection_init` within
 //! `auth.first_message_timeout` it closes with 4408, as the `graphql-transport-ws` protocol
-//! says. Every message counts against the caller's rate limit; one over it closes with 4429. async-graphql runs the protocol itself; this file only feeds it the socket and
-//! translates its closes.
+//! says. Every message counts against the caller's rate limit; one over it closes with 4429. A
+//! message over `push.ws_max_message_bytes` closes with 1009, as on `/v1/ws`; both close
+//! reasons carry the connection's trace id. async-graphql runs the protocol itself; this file
+//! only feeds it the socket and translates its closes.
 
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
@@ -94,7 +96,7 @@ async fn serve(
     trace_id: TraceId,
     socket: WebSocket,
 ) {
-    let (mut sink, stream) = socket.split();
+    let (mut sink, mut stream) = socket.split();
     // The caller once known (at the upgrade, or after connection_init), for the rate limiter:
     // every message counts against the caller's quota, as a request would (the gate's keying:
     // the principal, or the address with authentication off). A message over it ends the
@@ -104,8 +106,26 @@ async fn serve(
         let _ = caller.set(who.clone());
     }
     let limited = Arc::new(AtomicBool::new(false));
-    let input = stream
-        .take_while(|received| future::ready(received.is_ok()))
+    // A read error ends the input too, and says how to close: 1009 for a message over
+    // push.ws_max_message_bytes (as /v1/ws does), 1002 for anything else.
+    let broken: Arc<OnceLock<(u16, &'static str)>> = Arc::default();
+    // The input borrows the stream, so that once the session is over the stream can still be
+    // read for the client's answering Close (see `close_and_linger`).
+    let input = (&mut stream)
+        .take_while({
+            let broken = Arc::clone(&broken);
+            move |received| {
+                if let Err(error) = received {
+                    let text = error.to_string();
+                    let _ = broken.set(if text.contains("too long") || text.contains("too big") {
+                        (1009, "message too big")
+                    } else {
+                        (1002, "protocol error")
+                    });
+                }
+                future::ready(received.is_ok())
+            }
+        })
         .filter_map(|received| {
             future::ready(match received {
                 Ok(Message::Text(text)) => Some(text.as_bytes().to_vec()),
@@ -132,7 +152,7 @@ async fn serve(
     let initialised = Arc::new(AtomicBool::new(false));
     let refused = Arc::new(AtomicBool::new(false));
     let mut data = Data::default();
-    data.insert(trace_id);
+    data.insert(trace_id.clone());
     let on_init = {
         let (initialised, refused) = (Arc::clone(&initialised), Arc::clone(&refused));
         let caller = Arc::clone(&caller);
@@ -166,60 +186,90 @@ async fn serve(
             }
         }
     };
-    let output = GqlWebSocket::new(schema, input, protocol)
-        .connection_data(data)
-        .on_connection_init(on_init)
-        .map(|message| match message {
-            WsMessage::Text(text) => Message::Text(text.into()),
-            WsMessage::Close(code, reason) => {
-                // async-graphql closes a refused init with 1002, and a subscribe before any
-                // init with 1011; graphql-transport-ws says 4401 for both.
-                let code = if reason.starts_with(REFUSED) || code == 1011 {
-                    CLOSE_UNAUTHENTICATED
-                } else {
-                    code
-                };
-                Message::Close(Some(CloseFrame {
-                    code,
-                    reason: close_reason(&reason).into(),
-                }))
-            }
-        });
-    futures_util::pin_mut!(output);
-    let deadline = tokio::time::sleep(app.config.auth.first_message_timeout);
-    tokio::pin!(deadline);
     let mut closed = false;
-    loop {
-        tokio::select! {
-            message = output.next() => match message {
-                Some(message) => {
-                    closed |= matches!(message, Message::Close(_));
-                    if sink.send(message).await.is_err() {
-                        return;
-                    }
+    // The close frame the server still has to send, if any.
+    let ending = {
+        let output = GqlWebSocket::new(schema, input, protocol)
+            .connection_data(data)
+            .on_connection_init(on_init)
+            .map(|message| match message {
+                WsMessage::Text(text) => Message::Text(text.into()),
+                WsMessage::Close(code, reason) => {
+                    // async-graphql closes a refused init with 1002, and a subscribe before any
+                    // init with 1011; graphql-transport-ws says 4401 for both.
+                    let code = if reason.starts_with(REFUSED) || code == 1011 {
+                        CLOSE_UNAUTHENTICATED
+                    } else {
+                        code
+                    };
+                    close(code, &reason)
                 }
-                None => break,
-            },
-            () = &mut deadline, if !initialised.load(Ordering::Relaxed) => {
-                let _ = sink.send(close(CLOSE_INIT_TIMEOUT, "connection initialisation timeout")).await;
-                return;
-            }
-            () = app.drained() => {
-                let _ = sink.send(close(1001, "server shutting down")).await;
-                return;
+            });
+        futures_util::pin_mut!(output);
+        let deadline = tokio::time::sleep(app.config.auth.first_message_timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                message = output.next() => match message {
+                    Some(message) => {
+                        closed |= matches!(message, Message::Close(_));
+                        if sink.send(message).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => break None,
+                },
+                () = &mut deadline, if !initialised.load(Ordering::Relaxed) => {
+                    break Some(close(CLOSE_INIT_TIMEOUT, "connection initialisation timeout"));
+                }
+                () = app.drained() => break Some(close(1001, "server shutting down")),
             }
         }
+    };
+    // Refusals name the trace id in their reason, as the other protocols' refusals carry it.
+    let ending = ending.or_else(|| {
+        if closed {
+            None
+        } else if limited.load(Ordering::Relaxed) {
+            let reason = format!("rate limited (trace id {})", trace_id.as_str());
+            Some(close(CLOSE_RATE_LIMITED, &reason))
+        } else if let Some((code, reason)) = broken.get() {
+            let reason = format!("{reason} (trace id {})", trace_id.as_str());
+            Some(close(*code, &reason))
+        } else if refused.load(Ordering::Relaxed) {
+            // The legacy protocol reports a refused init with a message, not a close.
+            Some(close(CLOSE_UNAUTHENTICATED, "not authenticated"))
+        } else {
+            None
+        }
+    });
+    if let Some(frame) = ending {
+        closed = sink.send(frame).await.is_ok();
     }
-    if limited.load(Ordering::Relaxed) && !closed {
-        let _ = sink.send(close(CLOSE_RATE_LIMITED, "rate limited")).await;
-        return;
+    if closed {
+        close_and_linger(&mut stream).await;
     }
-    // The legacy protocol reports a refused init with a message, not a close: close after it.
-    if refused.load(Ordering::Relaxed) && !closed {
-        let _ = sink
-            .send(close(CLOSE_UNAUTHENTICATED, "not authenticated"))
-            .await;
-    }
+}
+
+/// How long a closing session reads on for the client's Close, as `/v1/ws` waits.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads what the client still sends until its Close (or [`CLOSE_GRACE`]) after ours went out.
+/// Dropping a socket with unread messages in it makes the kernel reset the connection, and a
+/// reset can overtake the Close frame: a client that had sent much (over its quota, say)
+/// would see 1006 instead of the code.
+async fn close_and_linger<S>(stream: &mut S)
+where
+    S: futures_util::Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while let Some(Ok(message)) = stream.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// The token in a `connection_init` payload: `authorization` (any case, `Bearer ` optional)
@@ -245,7 +295,7 @@ fn token(payload: &serde_json::Value) -> Option<String> {
 fn close(code: u16, reason: &str) -> Message {
     Message::Close(Some(CloseFrame {
         code,
-        reason: reason.into(),
+        reason: close_reason(reason).into(),
     }))
 }
 
