@@ -83,6 +83,10 @@ impl App {
             gate: Arc::new(Gate {
                 auth,
                 limiter: Arc::new(RateLimiter::new(&config.rate_limit)),
+                requests: gate::RequestLimits::new(
+                    config.server.max_header_field_bytes,
+                    config.server.max_requests_in_flight,
+                ),
             }),
             sse_frames: Arc::default(),
             event_texts: Arc::default(),
@@ -181,7 +185,14 @@ impl App {
                 Arc::clone(&state.webhooks).run(log, drained, grace).await;
             }
         });
-        let result = serve::serve(listener, self.router(), tls, shutdown, grace).await;
+        let result = serve::serve(
+            listener,
+            self.router(),
+            tls,
+            shutdown,
+            self.config.server.clone(),
+        )
+        .await;
         sweeper.abort();
         let _ = webhooks.await;
         result

@@ -441,6 +441,31 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// One info-level log line per response.
     pub access_log: bool,
+    /// HTTP/1.1: how long a request's headers may take to arrive once its first byte has
+    /// (408 and the connection closes after that).
+    #[serde(deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (HTTP/2 with GOAWAY).
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// HTTP/2: how often a connection's peer is pinged; one that does not answer within
+    /// `keepalive_timeout` is closed.
+    #[serde(deserialize_with = "duration")]
+    pub keepalive_interval: Duration,
+    /// HTTP/2: how long a ping may go unanswered.
+    #[serde(deserialize_with = "duration")]
+    pub keepalive_timeout: Duration,
+    /// Most connections open at once (0: no cap); past it a new one is closed at once.
+    pub max_connections: usize,
+    /// Most connections open at once from one client address (0: no cap).
+    pub max_connections_per_ip: usize,
+    /// Largest request head (request line and every header field), in bytes: 431 beyond.
+    pub max_header_bytes: usize,
+    /// Largest single header field (name and value), in bytes: 431 beyond.
+    pub max_header_field_bytes: usize,
+    /// Most requests being handled at once (0: no cap); past it new ones are answered 503 at
+    /// once (streams count until their response starts; probes are never refused).
+    pub max_requests_in_flight: usize,
 }
 
 /// `[auth]`
@@ -553,6 +578,15 @@ impl Default for ServerConfig {
             body_limit_bytes: 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
             access_log: true,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            max_connections: 20_000,
+            max_connections_per_ip: 1_000,
+            max_header_bytes: 64 * 1024,
+            max_header_field_bytes: 16 * 1024,
+            max_requests_in_flight: 1_024,
         }
     }
 }

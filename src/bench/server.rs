@@ -39,6 +39,11 @@ pub fn spawn_config(opts: &BenchOptions) -> Config {
     // becomes an admin key of the spawned server (so the auth gate's cost is in the figures);
     // without one, authentication is off.
     config.rate_limit.enabled = false;
+    // Every connection of a run comes from 127.0.0.1 (thousands, for the stream rows), and an
+    // open-loop run may briefly have more requests in flight than the shedding cap: the bench
+    // measures the protocols, not those defences.
+    config.server.max_connections_per_ip = 0;
+    config.server.max_requests_in_flight = 0;
     // No log line per response (the bench logs at warn anyway): what `--no-access-log` does.
     config.server.access_log = false;
     match &opts.api_key {

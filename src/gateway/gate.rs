@@ -3,6 +3,9 @@
 //! WebSocket upgrades are protected in exactly the same way.
 //!
 //! In order:
+//! 0. Refuse a header field over `server.max_header_field_bytes` (431), and, past
+//!    `server.max_requests_in_flight` requests being handled, shed the request at once (503
+//!    with `Retry-After`, gRPC `UNAVAILABLE`) rather than queue it. Probes are never shed.
 //! 1. Work out the caller from the request's credentials (`gateway::auth`). This is cheap (a
 //!    hash, or a signature check) and tells the limiter whose quota to charge.
 //! 2. Rate limit: an authenticated caller draws on its principal's quota
@@ -24,6 +27,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
@@ -47,7 +52,84 @@ pub struct Gate {
     pub auth: Arc<Authenticator>,
     /// Requests and messages per caller.
     pub limiter: Arc<RateLimiter>,
+    /// What one request may be, and how many may be handled at once.
+    pub requests: RequestLimits,
 }
+
+/// The limits every request meets before anything else: the size of one header field, and
+/// how many requests may be handled at once (load shedding).
+#[derive(Debug)]
+pub struct RequestLimits {
+    max_header_field_bytes: usize,
+    max_in_flight: usize,
+    in_flight: AtomicUsize,
+}
+
+/// One request being handled; dropping it gives its place back.
+#[derive(Debug)]
+pub struct Handling<'a>(&'a AtomicUsize);
+
+impl Drop for Handling<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl RequestLimits {
+    /// Header fields of at most `max_header_field_bytes` (name and value), and at most
+    /// `max_in_flight` requests handled at once (0: no cap).
+    pub fn new(max_header_field_bytes: usize, max_in_flight: usize) -> Self {
+        Self {
+            max_header_field_bytes,
+            max_in_flight: if max_in_flight == 0 {
+                usize::MAX
+            } else {
+                max_in_flight
+            },
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// The refusal of a request one of whose header fields is too long.
+    pub fn oversized_field(&self, headers: &HeaderMap) -> Option<ApiError> {
+        let max = self.max_header_field_bytes;
+        let (name, _) = headers
+            .iter()
+            .find(|(name, value)| name.as_str().len() + value.len() > max)?;
+        Some(ApiError::new(
+            &kind::HEADERS_TOO_LARGE,
+            format!(
+                "the header field {name} is longer than {max} bytes (server.max_header_field_bytes)"
+            ),
+        ))
+    }
+
+    /// A place for one more request, unless the maximum are being handled.
+    pub fn enter(&self) -> Result<Handling<'_>, ApiError> {
+        let max = self.max_in_flight;
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map(|_| Handling(&self.in_flight))
+            .map_err(|_| {
+                let mut error = ApiError::new(
+                    &kind::UNAVAILABLE,
+                    format!("the server is handling its maximum of {max} requests (server.max_requests_in_flight); retry shortly"),
+                );
+                error.retry_after = Some(SHED_RETRY_AFTER);
+                error
+            })
+    }
+
+    /// Requests being handled now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// When a shed request may try again: soon, since the requests ahead of it are short.
+const SHED_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl Gate {
     /// Charges one request or message to its caller's quota: the principal's, or the
@@ -132,9 +214,37 @@ fn is_probe(path: &str) -> bool {
 pub async fn layer(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let refuse_now = |request: &Request, error: &ApiError| {
+        tracing::info!(%path, problem = error.kind.slug, "refused: {}", error.detail);
+        let mut extra = HeaderMap::new();
+        if let Some(delay) = error.retry_after {
+            extra.insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from(crate::gateway::error::whole_seconds(delay)),
+            );
+        }
+        refuse(
+            Idiom::of(&method, &path, request.headers()),
+            error,
+            request.extensions().get::<TraceId>(),
+            request.headers(),
+            extra,
+        )
+    };
+    if let Some(error) = gate.requests.oversized_field(request.headers()) {
+        return refuse_now(&request, &error);
+    }
     if is_probe(&path) {
         return next.run(request).await;
     }
+    // A waiting long poll is not work: it counts against `push.max_streams` instead.
+    let _handling = match path.as_str() {
+        "/v1/events/poll" => None,
+        _ => match gate.requests.enter() {
+            Ok(handling) => Some(handling),
+            Err(error) => return refuse_now(&request, &error),
+        },
+    };
     let query = request.uri().query().map(str::to_owned);
     let needs = access(&method, &path, query.as_deref(), request.headers());
     let caller = if needs == Access::Open {

@@ -1,6 +1,6 @@
 //! The gateway: everything between the socket and a protocol adapter.
 //!
-//! One port ([`serve`]), optionally over TLS with client certificates ([`tls`]), the
+//! One port ([`serve`], with the per-connection caps and clocks of [`connection`]), optionally over TLS with client certificates ([`tls`]), the
 //! cross-cutting HTTP layers ([`trace`], [`gate`]), authentication ([`auth`]), the one error
 //! table ([`error`]) with its one rendering per protocol and the refusals written with them
 //! ([`refusal`]), and the protocol-neutral idempotency store ([`idempotency`]) and rate
@@ -10,6 +10,7 @@
 //! `protocols` or `app` (`tests/architecture.rs` checks it).
 
 pub mod auth;
+pub mod connection;
 pub mod error;
 pub mod gate;
 pub mod idempotency;

@@ -21,6 +21,14 @@
 //! when the client presented a verified certificate, a [`ClientCertificate`]: the identity the
 //! auth layer maps to a principal.
 //!
+//! Before hyper sees a connection it is admitted against `server.max_connections` and
+//! `server.max_connections_per_ip` (past either it is closed at once) and wrapped so that an
+//! HTTP/1.1 request head has `server.header_read_timeout` to arrive (408 after that), and a
+//! connection with nothing in flight for `server.idle_timeout` is closed (see
+//! [`super::connection`]). HTTP/2 peers are pinged every `server.keepalive_interval`; one
+//! that does not answer is closed. Both versions refuse request heads over
+//! `server.max_header_bytes` with 431.
+//!
 //! Shutdown: when the signal fires the listener is dropped (no new connections), handshakes in
 //! progress and connections that have sent nothing yet are abandoned (they have no request to
 //! finish), every open connection is told to finish its in-flight requests and close
@@ -36,29 +44,34 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+use super::connection::{Activity, Connections, Guarded, Permit, Tracked};
 use super::tls::{ClientCertificate, ConnectionInfo, Tls};
+use crate::config::ServerConfig;
 
-/// Serves `router` on `listener` until `shutdown` completes, then drains for at most `grace`.
+/// How long an idle connection told to close may take to do so (an HTTP/2 GOAWAY waits for
+/// the peer's answer to a ping) before it is dropped.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves `router` on `listener` until `shutdown` completes, then drains for at most
+/// `config.shutdown_grace`, applying `config`'s connection limits and timeouts throughout.
 /// With `tls`, every connection must complete a TLS handshake first.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<Tls>,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    config: ServerConfig,
 ) -> std::io::Result<()> {
-    let builders = Arc::new(Builders {
-        http1: http1::Builder::new(),
-        http2: http2::Builder::new(TokioExecutor::new()),
-        auto: auto::Builder::new(TokioExecutor::new()),
-    });
+    let grace = config.shutdown_grace;
+    let builders = Arc::new(Builders::new(&config));
+    let connections = Connections::new(config.max_connections, config.max_connections_per_ip);
     // Every connection task holds a receiver: the drain below ends when the last one is gone.
     let (stopping, stopped) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -76,6 +89,17 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let permit = match connections.admit(peer.ip()) {
+            Ok(permit) => permit,
+            Err(why) => {
+                // Closed at once (dropping the socket); logged now and then, not per connection.
+                let refused = connections.refused();
+                if refused.is_power_of_two() || refused.is_multiple_of(1000) {
+                    tracing::warn!(%peer, ?why, refused_total = refused, open = connections.open(), "refused a connection: over the connection cap");
+                }
+                continue;
+            }
+        };
         // Small writes (gRPC frames, SSE events) must not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
         // Taken here, not in the task: a connection accepted just before shutdown is still
@@ -90,14 +114,19 @@ pub async fn serve(
                     let Some(protocol) = sniff(&stream, &mut stopped).await else {
                         return;
                     };
-                    let io = TokioIo::new(stream);
-                    serve_connection(&builders, router, info, None, protocol, io, stopped).await;
+                    let socket = Socket {
+                        permit,
+                        info,
+                        certificate: None,
+                    };
+                    serve_connection(&builders, router, socket, protocol, stream, stopped).await;
                 });
             }
             Some(tls) => {
                 let tls = tls.clone();
                 tokio::spawn(async move {
-                    handshake_then_serve(&builders, router, &tls, peer, stream, stopped).await;
+                    handshake_then_serve(&builders, router, &tls, peer, permit, stream, stopped)
+                        .await;
                 });
             }
         }
@@ -127,6 +156,7 @@ async fn handshake_then_serve(
     router: Router,
     tls: &Tls,
     peer: SocketAddr,
+    permit: Permit,
     stream: TcpStream,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -173,9 +203,12 @@ async fn handshake_then_serve(
         Some(b"http/1.1") => Protocol::Http1,
         _ => Protocol::Undecided,
     };
-    let info = ConnectionInfo { peer, tls: true };
-    let io = TokioIo::new(stream);
-    serve_connection(builders, router, info, certificate, protocol, io, stopped).await;
+    let socket = Socket {
+        permit,
+        info: ConnectionInfo { peer, tls: true },
+        certificate,
+    };
+    serve_connection(builders, router, socket, protocol, stream, stopped).await;
 }
 
 /// The first bytes every HTTP/2 connection sends.
@@ -195,6 +228,48 @@ struct Builders {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
     auto: auto::Builder<TokioExecutor>,
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl Builders {
+    fn new(config: &ServerConfig) -> Self {
+        let head = config.max_header_bytes;
+        let list = u32::try_from(head).unwrap_or(u32::MAX);
+        let mut http1 = http1::Builder::new();
+        // hyper answers a head over this 431 itself. Its own header-read timeout closes
+        // without an answer, so `Guarded` keeps that clock instead.
+        http1.max_header_size(head);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(list)
+            .keep_alive_interval(config.keepalive_interval)
+            .keep_alive_timeout(config.keepalive_timeout);
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        // Its HTTP/1.1 side bounds the head by its read buffer (hyper's minimum is 8 KiB).
+        auto.http1().max_buf_size(head.max(8192));
+        auto.http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(list)
+            .keep_alive_interval(config.keepalive_interval)
+            .keep_alive_timeout(config.keepalive_timeout);
+        Self {
+            http1,
+            http2,
+            auto,
+            header_read_timeout: config.header_read_timeout,
+            idle_timeout: config.idle_timeout,
+        }
+    }
+}
+
+/// What a connection brings from its accept: its place under the caps, who is on the other
+/// end, and (over mutual TLS) the verified client certificate.
+struct Socket {
+    permit: Permit,
+    info: ConnectionInfo,
+    certificate: Option<ClientCertificate>,
 }
 
 /// Tells HTTP/2 from HTTP/1.1 by peeking at the first bytes of a cleartext connection, leaving
@@ -216,45 +291,80 @@ async fn sniff(stream: &TcpStream, stopped: &mut watch::Receiver<bool>) -> Optio
 }
 
 /// Serves HTTP/1.1 or HTTP/2 on one connection (plaintext or TLS), tagging each request with
-/// the connection's [`ConnectionInfo`] and [`ClientCertificate`].
-async fn serve_connection<IO>(
+/// the connection's [`ConnectionInfo`] and [`ClientCertificate`] and counting it in flight
+/// until its response body ends.
+async fn serve_connection<S>(
     builders: &Builders,
     router: Router,
-    info: ConnectionInfo,
-    certificate: Option<ClientCertificate>,
+    socket: Socket,
     protocol: Protocol,
-    io: IO,
+    stream: S,
     stopped: watch::Receiver<bool>,
 ) where
-    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let router = router.map_request(move |mut request: http::Request<Incoming>| {
-        // The peer also as axum's `ConnectInfo`, which the gate reads for per-IP rate limits
-        // of anonymous callers.
-        request.extensions_mut().insert(ConnectInfo(info.peer));
-        request.extensions_mut().insert(info);
-        if let Some(certificate) = &certificate {
-            request.extensions_mut().insert(certificate.clone());
-        }
-        request
-    });
-    let service = TowerToHyperService::new(router);
+    let Socket {
+        permit,
+        info,
+        certificate,
+    } = socket;
+    let activity = Activity::new();
+    // Only HTTP/1.1 bytes are request heads; HTTP/2 frames are watched by the idle clock.
+    let head_timeout = (protocol == Protocol::Http1).then_some(builders.header_read_timeout);
+    let io = TokioIo::new(Guarded::new(
+        stream,
+        permit,
+        Arc::clone(&activity),
+        head_timeout,
+    ));
+    let service = {
+        let activity = Arc::clone(&activity);
+        hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+            // Here, not in the future: hyper calls this as soon as the head is parsed.
+            let in_flight = activity.enter();
+            // The peer also as axum's `ConnectInfo`, which the gate reads for per-IP rate
+            // limits of anonymous callers.
+            request.extensions_mut().insert(ConnectInfo(info.peer));
+            request.extensions_mut().insert(info);
+            if let Some(certificate) = &certificate {
+                request.extensions_mut().insert(certificate.clone());
+            }
+            let response = router.clone().oneshot(request);
+            async move {
+                let response = response.await?;
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| Tracked::new(body, in_flight)),
+                )
+            }
+        })
+    };
+    let idle = Idle {
+        activity,
+        timeout: builders.idle_timeout,
+    };
     let served = match protocol {
         Protocol::Http1 => {
             let connection = builders.http1.serve_connection(io, service).with_upgrades();
-            until_drained(Box::pin(connection), stopped, |c| c.graceful_shutdown())
-                .await
-                .map_err(Into::into)
+            until_drained(Box::pin(connection), stopped, idle, |c| {
+                c.graceful_shutdown()
+            })
+            .await
+            .map_err(Into::into)
         }
         Protocol::Http2 => {
             let connection = builders.http2.serve_connection(io, service);
-            until_drained(Box::pin(connection), stopped, |c| c.graceful_shutdown())
-                .await
-                .map_err(Into::into)
+            until_drained(Box::pin(connection), stopped, idle, |c| {
+                c.graceful_shutdown()
+            })
+            .await
+            .map_err(Into::into)
         }
         Protocol::Undecided => {
             let connection = builders.auto.serve_connection_with_upgrades(io, service);
-            until_drained(Box::pin(connection), stopped, |c| c.graceful_shutdown()).await
+            until_drained(Box::pin(connection), stopped, idle, |c| {
+                c.graceful_shutdown()
+            })
+            .await
         }
     };
     if let Err::<(), Box<dyn std::error::Error + Send + Sync>>(error) = served {
@@ -263,23 +373,56 @@ async fn serve_connection<IO>(
     }
 }
 
-/// Runs `connection` to its end; once shutdown begins, `drain` tells it to finish its in-flight
-/// requests and close (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY). Holding `stopped` until
-/// then is what the server's drain waits for. The connection is boxed by the caller so that the
-/// task of every connection is as large as its own protocol's state, not the largest of the three.
+/// A connection's idle clock: what is in flight on it, and how long it may have nothing.
+struct Idle {
+    activity: Arc<Activity>,
+    timeout: Duration,
+}
+
+/// Runs `connection` to its end; once shutdown begins, or once it has had nothing in flight
+/// for the idle timeout, `drain` tells it to finish its in-flight requests and close
+/// (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY). Holding `stopped` until then is what the
+/// server's drain waits for. The connection is boxed by the caller so that the task of every
+/// connection is as large as its own protocol's state, not the largest of the three.
 async fn until_drained<C, E>(
     mut connection: Pin<Box<C>>,
     mut stopped: watch::Receiver<bool>,
+    idle: Idle,
     drain: impl FnOnce(Pin<&mut C>),
 ) -> Result<(), E>
 where
     C: Future<Output = Result<(), E>>,
 {
-    tokio::select! {
-        served = connection.as_mut() => return served,
-        _ = stopped.wait_for(|stopping| *stopping) => drain(connection.as_mut()),
+    let check = tokio::time::sleep(idle.timeout);
+    tokio::pin!(check);
+    loop {
+        tokio::select! {
+            served = connection.as_mut() => return served,
+            () = stopping(&mut stopped) => {
+                drain(connection.as_mut());
+                return connection.await;
+            }
+            () = check.as_mut() => match idle.activity.idle_deadline(idle.timeout) {
+                Some(deadline) if deadline <= tokio::time::Instant::now() => {
+                    tracing::debug!(timeout_ms = idle.timeout.as_millis() as u64, "closing an idle connection");
+                    drain(connection.as_mut());
+                    // A peer that never answers the GOAWAY's ping does not keep it open.
+                    return tokio::time::timeout(IDLE_CLOSE_GRACE, connection)
+                        .await
+                        .unwrap_or(Ok(()));
+                }
+                Some(deadline) => check.as_mut().reset(deadline),
+                // Busy: look again a whole timeout from now.
+                None => check.as_mut().reset(tokio::time::Instant::now() + idle.timeout),
+            },
+        }
     }
-    connection.await
+}
+
+/// Completes once shutdown has begun (or the server is gone).
+async fn stopping(stopped: &mut watch::Receiver<bool>) {
+    // Not the guard `wait_for` returns: it must not live across the awaits that follow.
+    let _ = stopped.wait_for(|stopping| *stopping).await;
 }
 
 #[cfg(test)]
@@ -318,7 +461,7 @@ mod tests {
             async {
                 let _ = stopped.await;
             },
-            Duration::from_secs(5),
+            ServerConfig::default(),
         ));
         let url = format!("{scheme}://{addr}/who");
         let answer = client.get(url).send().await.unwrap().text().await.unwrap();

@@ -139,9 +139,15 @@ pub mod kind {
         DEADLINE_EXCEEDED = "deadline-exceeded", GATEWAY_TIMEOUT, DeadlineExceeded, "DEADLINE_EXCEEDED",
             "Deadline exceeded",
             "The call's deadline (gRPC grpc-timeout) passed before it finished. Retry with a longer deadline; a write may or may not have been made, so retry it with its idempotency key.";
+        REQUEST_TIMEOUT = "request-timeout", REQUEST_TIMEOUT, DeadlineExceeded, "REQUEST_TIMEOUT",
+            "Request timeout",
+            "The request's headers did not all arrive within server.header_read_timeout (10 s by default), so the connection was closed. Send each request whole and promptly.";
+        HEADERS_TOO_LARGE = "headers-too-large", REQUEST_HEADER_FIELDS_TOO_LARGE, ResourceExhausted, "HEADERS_TOO_LARGE",
+            "Request headers too large",
+            "A header field is longer than server.max_header_field_bytes (16 KiB by default), or all of them together than server.max_header_bytes (64 KiB). Nothing ran.";
         UNAVAILABLE = "unavailable", SERVICE_UNAVAILABLE, Unavailable, "SERVICE_UNAVAILABLE",
             "Service unavailable",
-            "The server is starting or shutting down. Retry against another instance or later.";
+            "The server is starting or shutting down, holds its maximum of streams, or has its maximum of requests in flight (server.max_requests_in_flight). Retry after Retry-After, against another instance or later.";
     }
 }
 
