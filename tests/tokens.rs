@@ -576,7 +576,7 @@ async fn a_revoked_token_is_refused_by_the_api_until_it_expires() {
 }
 
 #[tokio::test]
-async fn a_websocket_session_refuses_its_next_command_once_its_token_expires() {
+async fn a_websocket_session_ends_with_4401_once_its_token_expires() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::{Message, protocol::frame::coding::CloseCode};
@@ -601,8 +601,7 @@ async fn a_websocket_session_refuses_its_next_command_once_its_token_expires() {
     assert_eq!(reply["op"], "pong", "{reply}");
 
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    // The expiry is checked per command (and at the next keep-alive ping, whichever comes
-    // first): either way the session ends with 4401, and the command gets no answer.
+    // The session ended with 4401 when the token expired: a command sent now gets no answer.
     let _ = ws.send(ping("after")).await;
     let close = tokio::time::timeout(std::time::Duration::from_secs(10), async {
         while let Some(message) = ws.next().await {
@@ -623,7 +622,7 @@ async fn a_websocket_session_refuses_its_next_command_once_its_token_expires() {
 }
 
 #[tokio::test]
-async fn a_grpc_session_refuses_its_next_command_once_its_token_expires() {
+async fn a_grpc_session_ends_with_unauthenticated_once_its_token_expires() {
     use pb::{SessionCommand, session_command, session_message};
     use polyport::protocols::grpc::pb;
     let server = TokenServer::start().await;
@@ -659,8 +658,9 @@ async fn a_grpc_session_refuses_its_next_command_once_its_token_expires() {
     );
 
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    // The expiry is checked per command: the call ends with UNAUTHENTICATED, unanswered.
-    commands.send(get("after")).await.unwrap();
+    // The call ends with UNAUTHENTICATED when the token expires, commands or not: one sent
+    // now finds it over, or is left unanswered.
+    let _ = commands.send(get("after")).await;
     let ended = tokio::time::timeout(std::time::Duration::from_secs(10), session.message())
         .await
         .expect("the session was still open 10 s after its token expired");
@@ -694,4 +694,167 @@ async fn an_event_stream_ends_when_its_token_expires() {
     })
     .await;
     assert!(ended.is_ok(), "the stream was still open 10 s later");
+}
+
+/// The close frame a WebSocket receives next, skipping other messages; `None`: no frame came.
+async fn next_close<S>(ws: &mut S) -> Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(message) = ws.next().await {
+            match message {
+                Ok(Message::Close(frame)) => return frame,
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    })
+    .await
+    .expect("the session was still open 10 s after its token was revoked")
+}
+
+#[tokio::test]
+async fn revoking_a_token_ends_its_open_sessions_and_streams_on_every_protocol_and_no_others() {
+    use futures_util::{SinkExt, StreamExt};
+    use polyport::protocols::grpc::pb;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::{Message, protocol::frame::coding::CloseCode};
+    let server = TokenServer::start().await;
+    let grant = server.grant().await;
+    let token = grant["access_token"].as_str().unwrap().to_owned();
+    let other_grant = server.grant().await;
+    let other = other_grant["access_token"].as_str().unwrap().to_owned();
+    let addr = server.server.addr;
+    let bearer = |token: &str| format!("Bearer {token}");
+
+    // /v1/ws, subscribed; and one of the other token, which must stay open.
+    let ws_of = |token: String| async move {
+        let mut request = format!("ws://{addr}/v1/ws").into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", bearer(&token).parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        ws.send(Message::text(r#"{"op":"subscribe","id":"s"}"#))
+            .await
+            .unwrap();
+        loop {
+            if let Message::Text(text) = ws.next().await.unwrap().unwrap() {
+                assert!(text.contains("subscribed"), "{text}");
+                break;
+            }
+        }
+        ws
+    };
+    let mut ws = ws_of(token.clone()).await;
+    let mut ws_other = ws_of(other.clone()).await;
+
+    // /graphql/ws, authenticated in connection_init, with a subscription running.
+    let mut request = format!("ws://{addr}/graphql/ws")
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut gql, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let init = serde_json::json!({ "type": "connection_init", "payload": { "authorization": bearer(&token) } });
+    gql.send(Message::text(init.to_string())).await.unwrap();
+    loop {
+        if let Message::Text(text) = gql.next().await.unwrap().unwrap() {
+            assert!(text.contains("connection_ack"), "{text}");
+            break;
+        }
+    }
+    let subscribe = serde_json::json!({ "id": "1", "type": "subscribe",
+        "payload": { "query": "subscription { orderEvents { __typename } }" } });
+    gql.send(Message::text(subscribe.to_string()))
+        .await
+        .unwrap();
+
+    // SSE.
+    let sse = server
+        .server
+        .get("/v1/events")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+    let mut sse = sse.bytes_stream();
+
+    // gRPC WatchOrders and an OrderSession.
+    let mut client = pb::orders_client::OrdersClient::new(server.server.grpc_channel().await);
+    let mut watch = tonic::Request::new(pb::WatchOrdersRequest::default());
+    watch
+        .metadata_mut()
+        .insert("authorization", bearer(&token).parse().unwrap());
+    let mut watch = client.watch_orders(watch).await.unwrap().into_inner();
+    let (_commands, outbound) = tokio::sync::mpsc::channel::<pb::SessionCommand>(4);
+    let mut session = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(outbound));
+    session
+        .metadata_mut()
+        .insert("authorization", bearer(&token).parse().unwrap());
+    let mut session = client.order_session(session).await.unwrap().into_inner();
+    server
+        .server
+        .wait_for_streams(6, "two WebSockets, a subscription, SSE and two gRPC calls")
+        .await;
+
+    let revoked = server
+        .post("/v1/auth/revoke")
+        .basic_auth("shop", Some(SHOP_SECRET))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+
+    let close = next_close(&mut ws).await.expect("a close frame");
+    assert_eq!(close.code, CloseCode::from(4401), "{close:?}");
+    assert_eq!(close.reason.as_str(), "the access token was revoked");
+    let close = next_close(&mut gql).await.expect("a close frame");
+    assert_eq!(close.code, CloseCode::from(4401), "{close:?}");
+    assert!(
+        close.reason.starts_with("the access token was revoked"),
+        "{close:?}"
+    );
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(Ok(_)) = sse.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the SSE stream was still open 10 s later");
+    for (name, ended) in [
+        ("WatchOrders", watch.message().await.map(|_| ())),
+        ("OrderSession", session.message().await.map(|_| ())),
+    ] {
+        let status = ended.expect_err(name);
+        assert_eq!(
+            status.code(),
+            tonic::Code::Unauthenticated,
+            "{name}: {status:?}"
+        );
+        assert_eq!(status.message(), "the access token was revoked", "{name}");
+    }
+
+    // The other token's session goes on.
+    ws_other
+        .send(Message::text(r#"{"op":"ping","id":"still"}"#))
+        .await
+        .unwrap();
+    loop {
+        match ws_other.next().await.unwrap().unwrap() {
+            Message::Text(text) if text.contains("pong") => break,
+            Message::Close(frame) => panic!("the other token's session closed: {frame:?}"),
+            _ => continue,
+        }
+    }
 }

@@ -85,6 +85,91 @@ pub struct Principal {
     /// credentials without an end (API keys, certificates). Long-lived streams and sessions end
     /// then, rather than outliving the token.
     pub valid_until: Option<std::time::SystemTime>,
+    /// How to tell that the credential was withdrawn before then (a revoked access token);
+    /// `None` for credentials that cannot be revoked. Streams and sessions end then too.
+    pub revocable: Option<Revocable>,
+}
+
+/// Where withdrawn credentials are listed: implemented by the token service, read here so
+/// that every session of every protocol ends the same way when its token is revoked.
+pub trait Revocations: Send + Sync {
+    /// True once the credential `id` has been revoked.
+    fn is_revoked(&self, id: &str) -> bool;
+    /// A receiver that sees a change after every revocation.
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
+}
+
+/// A credential that can be withdrawn: its id (a token's `jti`) and the list to look in.
+#[derive(Clone)]
+pub struct Revocable {
+    id: Arc<str>,
+    list: Arc<dyn Revocations>,
+}
+
+impl Revocable {
+    /// The credential `id`, looked up in `list`.
+    pub fn new(id: impl Into<Arc<str>>, list: Arc<dyn Revocations>) -> Self {
+        Self {
+            id: id.into(),
+            list,
+        }
+    }
+
+    /// True once it has been revoked.
+    pub fn is_revoked(&self) -> bool {
+        self.list.is_revoked(&self.id)
+    }
+
+    /// Completes once it has been revoked.
+    pub async fn revoked(&self) {
+        // Subscribed before looking, so a revocation in between is not missed.
+        let mut changes = self.list.changes();
+        while !self.is_revoked() {
+            if changes.changed().await.is_err() {
+                // The list is gone (the server is stopping): nothing will be revoked now.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Revocable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Revocable").field(&self.id).finish()
+    }
+}
+
+impl PartialEq for Revocable {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for Revocable {}
+
+impl std::hash::Hash for Revocable {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
+
+/// Why a credential stopped being valid while a session was using it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lapse {
+    /// Its time ran out.
+    Expired,
+    /// It was revoked.
+    Revoked,
+}
+
+impl Lapse {
+    /// What a client is told when its session ends for this reason.
+    pub fn message(self) -> &'static str {
+        match self {
+            Lapse::Expired => "the access token expired",
+            Lapse::Revoked => "the access token was revoked",
+        }
+    }
 }
 
 /// The kinds of change the rules distinguish.
@@ -111,7 +196,58 @@ impl Principal {
             name: name.into(),
             role,
             valid_until: None,
+            revocable: None,
         }
+    }
+
+    /// The same principal, whose credential may be withdrawn before it expires.
+    pub fn revocable(self, revocable: Revocable) -> Self {
+        Self {
+            revocable: Some(revocable),
+            ..self
+        }
+    }
+
+    /// Whether the credential has stopped being valid, and why (`None`: it is still valid).
+    pub fn lapse(&self) -> Option<Lapse> {
+        if self.expired() {
+            Some(Lapse::Expired)
+        } else if self.revocable.as_ref().is_some_and(Revocable::is_revoked) {
+            Some(Lapse::Revoked)
+        } else {
+            None
+        }
+    }
+
+    /// Completes when the credential stops being valid, saying why; never, for a credential
+    /// without an end. Every long-lived stream and session of this principal selects on it.
+    pub async fn lapsed(&self) -> Lapse {
+        let expiry = async {
+            match self.valid_until {
+                Some(until) => {
+                    let left = until
+                        .duration_since(std::time::SystemTime::now())
+                        .unwrap_or_default();
+                    tokio::time::sleep(left).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let revoked = async {
+            match &self.revocable {
+                Some(revocable) => revocable.revoked().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = expiry => Lapse::Expired,
+            () = revoked => Lapse::Revoked,
+        }
+    }
+
+    /// True for a credential that can stop being valid while a session uses it.
+    pub fn can_lapse(&self) -> bool {
+        self.valid_until.is_some() || self.revocable.is_some()
     }
 
     /// The same principal, whose credential stops being valid at `at`.

@@ -10,12 +10,11 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::access::Principal;
+use super::access::{Lapse, Principal};
 use super::error::FieldViolation;
 use super::events::{EVENT_TYPES, Event, EventLog};
 use super::model::{CustomerId, OrderId};
@@ -102,15 +101,18 @@ pub enum FeedItem {
 
 /// Follows `log` after `after_seq` (`None`: from now), handing the events that match `filter`
 /// and that `who` may see (a customer sees only its own orders' events) to `send` until `send`
-/// reports the client gone (returns false), the log closes, or `who`'s credential expires (a
-/// stream never outlives its token, even while `send` waits for a slow client).
+/// reports the client gone (returns false), the log closes, or `who`'s credential expires or
+/// is revoked (a stream never outlives its token, even while `send` waits for a slow client).
+/// Returns why the credential lapsed, if that is what ended it, so the adapter can say so in
+/// its protocol.
 pub async fn follow<F, Fut>(
     log: &Arc<dyn EventLog>,
     who: &Principal,
     after_seq: Option<u64>,
     filter: &EventFilter,
     mut send: F,
-) where
+) -> Option<Lapse>
+where
     F: FnMut(FeedItem) -> Fut,
     Fut: Future<Output = bool>,
 {
@@ -122,15 +124,9 @@ pub async fn follow<F, Fut>(
             }
         }
     };
-    match who.valid_until {
-        None => run.await,
-        Some(until) => {
-            let left = until.duration_since(SystemTime::now()).unwrap_or_default();
-            tokio::select! {
-                () = run => {}
-                () = tokio::time::sleep(left) => {}
-            }
-        }
+    tokio::select! {
+        () = run => who.lapse(),
+        lapse = who.lapsed() => Some(lapse),
     }
 }
 
@@ -149,8 +145,8 @@ pub struct Follower {
     live: broadcast::Receiver<Arc<Event>>,
     /// Items taken from the log and not yet handed out, oldest first.
     ready: VecDeque<FeedItem>,
-    /// When `who`'s credential expires: the follower ends then.
-    expiry: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// When `who`'s credential expires or is revoked: the follower ends then.
+    lapsed: Option<Pin<Box<dyn Future<Output = Lapse> + Send>>>,
 }
 
 impl Follower {
@@ -163,9 +159,9 @@ impl Follower {
         filter: EventFilter,
     ) -> Self {
         let subscription = log.subscribe(after_seq);
-        let expiry = who.valid_until.map(|until| {
-            let left = until.duration_since(SystemTime::now()).unwrap_or_default();
-            Box::pin(tokio::time::sleep(left))
+        let lapsed = who.can_lapse().then(|| {
+            let who = who.clone();
+            Box::pin(async move { who.lapsed().await }) as Pin<Box<dyn Future<Output = _> + Send>>
         });
         let mut follower = Self {
             log,
@@ -174,7 +170,7 @@ impl Follower {
             last: after_seq.unwrap_or(subscription.position),
             live: subscription.live,
             ready: VecDeque::new(),
-            expiry,
+            lapsed,
         };
         if follower.last > subscription.position {
             // A seq from the future: the log restarted (it is in memory). Say where it is now.
@@ -197,20 +193,20 @@ impl Follower {
     }
 
     /// The next item for the client, waiting for one if need be; `None` once the log has
-    /// closed or `who`'s credential has expired. Cancel-safe: dropping the future loses nothing.
+    /// closed or `who`'s credential has expired or been revoked. Cancel-safe: dropping the future loses nothing.
     pub async fn next(&mut self) -> Option<FeedItem> {
         loop {
-            if self.who.expired() {
+            if self.who.lapse().is_some() {
                 return None;
             }
             if let Some(item) = self.ready.pop_front() {
                 return Some(item);
             }
-            let received = match &mut self.expiry {
+            let received = match &mut self.lapsed {
                 None => self.live.recv().await,
-                Some(expiry) => tokio::select! {
+                Some(lapsed) => tokio::select! {
                     received = self.live.recv() => received,
-                    () = expiry.as_mut() => return None,
+                    _ = lapsed.as_mut() => return None,
                 },
             };
             match received {

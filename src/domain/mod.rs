@@ -17,6 +17,6 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 
-pub use self::access::{Action, Principal, Role};
+pub use self::access::{Action, Lapse, Principal, Revocable, Revocations, Role};
 pub use self::core::{Core, Expect, NewCustomer, NewItem, NewOrder, OrderChanges, OrderFilter};
 pub use self::error::{DomainError, DomainResult, FieldViolation};

@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{AuthConfig, ClientConfig};
-use crate::domain::{Principal, Role};
+use crate::domain::{Principal, Revocable, Revocations, Role};
 use crate::gateway::ApiError;
 use crate::gateway::error::kind;
 
@@ -165,9 +165,12 @@ impl Authenticator {
                 .tokens
                 .verify_access(secret)
                 .map_err(|e| AuthError::Invalid(e.to_string()))?;
+            // Revocable: every stream and session of this token ends when it is revoked.
+            let list: Arc<dyn Revocations> = Arc::clone(&self.tokens) as _;
             return Ok(
                 Principal::new(format!("token:{}", claims.subject), claims.role)
-                    .valid_until(claims.expires_at),
+                    .valid_until(claims.expires_at)
+                    .revocable(Revocable::new(claims.jti, list)),
             );
         }
         self.keys

@@ -242,7 +242,19 @@ pub struct TokenService {
     /// Revoked access-token ids and when each can be forgotten (unix seconds).
     revoked: DashMap<String, u64>,
     next_revoked_sweep: AtomicU64,
+    /// Bumped after every revocation: what open sessions wait on to end at once.
+    revocations: tokio::sync::watch::Sender<u64>,
     refresh: Mutex<RefreshStore>,
+}
+
+impl crate::domain::Revocations for TokenService {
+    fn is_revoked(&self, id: &str) -> bool {
+        self.revoked.contains_key(id)
+    }
+
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revocations.subscribe()
+    }
 }
 
 impl fmt::Debug for TokenService {
@@ -335,6 +347,7 @@ impl TokenService {
             hash_key,
             revoked: DashMap::new(),
             next_revoked_sweep: AtomicU64::new(0),
+            revocations: tokio::sync::watch::Sender::new(0),
             refresh: Mutex::new(RefreshStore::default()),
         })
     }
@@ -602,6 +615,8 @@ impl TokenService {
             return Err(RevokeError::Full);
         }
         self.revoked.insert(jti, forget_at);
+        // Every open session of this token ends now, not when the token expires.
+        self.revocations.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
     }
 

@@ -555,7 +555,8 @@ impl SubscriptionRoot {
                 async move { tx.send(item).await.is_ok() }
             });
             tokio::select! {
-                () = follow => {}
+                // Ended by the token lapsing: the session itself closes (4401), see ws.rs.
+                _ = follow => {}
                 () = tx.closed() => {}
                 () = app.drained() => {}
             }

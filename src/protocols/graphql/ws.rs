@@ -6,7 +6,7 @@
 //! `{"authorization": "Bearer <API key or token>"}` (or `{"token": "..."}`). Without valid
 //! credentials the connection closes with 4401; without a `connection_init` within
 //! `auth.first_message_timeout` it closes with 4408, as the `graphql-transport-ws` protocol
-//! says. Every message counts against the caller's rate limit; one over it closes with 4429. A
+//! says; a session whose token expires or is revoked closes with 4401 at that moment. Every message counts against the caller's rate limit; one over it closes with 4429. A
 //! message over `push.ws_max_message_bytes` closes with 1009, as on `/v1/ws`; both close
 //! reasons carry the connection's trace id. async-graphql runs the protocol itself; this file
 //! only feeds it the socket and translates its closes.
@@ -105,6 +105,9 @@ async fn serve(
     if let Some(who) = &who {
         let _ = caller.set(who.clone());
     }
+    // Told when connection_init has named the caller, so the session can end when its token
+    // lapses.
+    let known = Arc::new(tokio::sync::Notify::new());
     let limited = Arc::new(AtomicBool::new(false));
     // A read error ends the input too, and says how to close: 1009 for a message over
     // push.ws_max_message_bytes (as /v1/ws does), 1002 for anything else.
@@ -155,7 +158,7 @@ async fn serve(
     data.insert(trace_id.clone());
     let on_init = {
         let (initialised, refused) = (Arc::clone(&initialised), Arc::clone(&refused));
-        let caller = Arc::clone(&caller);
+        let (caller, known) = (Arc::clone(&caller), Arc::clone(&known));
         let auth = Arc::clone(&app.gate.auth);
         let core = Arc::clone(&app.core);
         move |payload: serde_json::Value| async move {
@@ -174,6 +177,7 @@ async fn serve(
                 Ok(who) => {
                     initialised.store(true, Ordering::Relaxed);
                     let _ = caller.set(who.clone());
+                    known.notify_one();
                     let mut data = Data::default();
                     super::loaders::insert(&mut data, &core, &who);
                     data.insert(who);
@@ -208,6 +212,17 @@ async fn serve(
         futures_util::pin_mut!(output);
         let deadline = tokio::time::sleep(app.config.auth.first_message_timeout);
         tokio::pin!(deadline);
+        // The session ends (4401) the moment its token expires or is revoked.
+        let lapsed = async {
+            if caller.get().is_none() {
+                known.notified().await;
+            }
+            match caller.get() {
+                Some(who) => who.lapsed().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(lapsed);
         loop {
             tokio::select! {
                 message = output.next() => match message {
@@ -223,6 +238,10 @@ async fn serve(
                     break Some(close(CLOSE_INIT_TIMEOUT, "connection initialisation timeout"));
                 }
                 () = app.drained() => break Some(close(1001, "server shutting down")),
+                lapse = &mut lapsed => {
+                    let reason = format!("{} (trace id {})", lapse.message(), trace_id.as_str());
+                    break Some(close(CLOSE_UNAUTHENTICATED, &reason));
+                }
             }
         }
     };

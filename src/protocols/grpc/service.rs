@@ -21,7 +21,7 @@ use crate::domain::core::{BulkElement, ORDER_SORT_FIELDS, customer_ref};
 use crate::domain::model::{CustomerId, OrderId, ProductId};
 use crate::domain::pagination::{Limit, PageRequest, Position, SortSpec};
 use crate::domain::{
-    Expect, FieldViolation, NewItem, NewOrder, OrderChanges, OrderFilter, Principal,
+    Expect, FieldViolation, Lapse, NewItem, NewOrder, OrderChanges, OrderFilter, Principal,
 };
 use crate::gateway::ApiError;
 use crate::gateway::error::grpc as status;
@@ -594,10 +594,9 @@ impl pb::orders_server::Orders for OrdersService {
                             return;
                         }
                     };
-                    if cx.who.expired() {
-                        let expired =
-                            ApiError::new(&kind::UNAUTHENTICATED, "the access token expired");
-                        let _ = tx.send(Err(cx.fail(expired))).await;
+                    if let Some(lapse) = cx.who.lapse() {
+                        let lapsed = ApiError::new(&kind::UNAUTHENTICATED, lapse.message());
+                        let _ = tx.send(Err(cx.fail(lapsed))).await;
                         return;
                     }
                     let decision = service.app.gate.charge(Some(&cx.who), cx.peer);
@@ -697,9 +696,10 @@ impl OrdersService {
 }
 
 /// Runs a stream's producer until it finishes, the client goes away, the deadline passes
-/// (the stream ends with DEADLINE_EXCEEDED) or the server shuts down (UNAVAILABLE: reconnect,
-/// resuming after the last seq seen). Dropping the producer stops its work: nothing continues
-/// for a call nobody waits for.
+/// (the stream ends with DEADLINE_EXCEEDED), the caller's token expires or is revoked
+/// (UNAUTHENTICATED) or the server shuts down (UNAVAILABLE: reconnect, resuming after the last
+/// seq seen). Dropping the producer stops its work: nothing continues for a call nobody waits
+/// for.
 async fn run_until_deadline<T>(
     app: &AppState,
     produce: impl std::future::Future<Output = ()>,
@@ -709,8 +709,16 @@ async fn run_until_deadline<T>(
     let produce = pin!(produce);
     // try_send for the final status: a reader too slow to take it has a full queue, and the
     // stream is cut either way.
+    let lapsed = |lapse: Lapse| {
+        let lapsed = ApiError::new(&kind::UNAUTHENTICATED, lapse.message());
+        let _ = tx.try_send(Err(cx.fail(lapsed)));
+    };
     tokio::select! {
-        () = produce => {}
+        // A feed also ends by itself when the token lapses: say why, not just "done".
+        () = produce => if let Some(lapse) = cx.who.lapse() {
+            lapsed(lapse);
+        },
+        lapse = cx.who.lapsed() => lapsed(lapse),
         () = tx.closed() => {}
         () = deadline::passed(cx.deadline) => {
             let passed = ApiError::new(&kind::DEADLINE_EXCEEDED, "the call's deadline passed");

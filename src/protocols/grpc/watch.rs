@@ -29,7 +29,8 @@ pub enum Item {
 }
 
 /// Follows the log for `who` after `after_seq` (`None`: from now), handing matching events to `send`
-/// until `send` reports the client gone (returns false).
+/// until `send` reports the client gone (returns false) or `who`'s token lapses (the caller
+/// says so with the call's status).
 pub async fn follow<F, Fut>(
     app: &AppState,
     who: &Principal,

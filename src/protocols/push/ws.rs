@@ -32,8 +32,8 @@
 //! limit gets an `error` message (429, `rate-limited`, with `retry_after`); another one before
 //! the quota has room again closes the connection with 4429.
 //!
-//! A session authenticated with an access token ends (4401) once the token expires: at the next
-//! command, or at the next ping tick.
+//! A session authenticated with an access token ends (4401) the moment the token expires or
+//! is revoked (`POST /v1/auth/revoke`), whatever it is doing.
 //!
 //! Close codes: 4401 not authenticated; 4429 rate limited; 1001 the server is shutting down; 1009 a message over
 //! `push.ws_max_message_bytes`; 4000 no sign of life from the client for `push.ws_idle_timeout`
@@ -45,6 +45,7 @@
 //! `error` message and the connection stays open.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -63,7 +64,7 @@ use tokio_stream::StreamMap;
 use super::{admit, missed_json};
 use crate::domain::feed::{EventFilter, FeedItem, Follower};
 use crate::domain::model::OrderId;
-use crate::domain::{FieldViolation, NewOrder, Principal};
+use crate::domain::{FieldViolation, Lapse, NewOrder, Principal};
 use crate::gateway::ApiError;
 use crate::gateway::error::problem::problem_body;
 use crate::gateway::gate::rate_limited;
@@ -229,7 +230,15 @@ impl Session {
                 format!("slow consumer: more than {} messages waited", push.ws_queue),
             ))
         };
+        // Ends the session (4401) the moment its token expires or is revoked.
+        let mut lapsed: Option<Pin<Box<dyn Future<Output = Lapse> + Send>>> = None;
         let close = loop {
+            if lapsed.is_none()
+                && let Some(who) = session.who.as_ref().filter(|who| who.can_lapse())
+            {
+                let who = who.clone();
+                lapsed = Some(Box::pin(async move { who.lapsed().await }));
+            }
             if session.outbox.len() < push.ws_queue {
                 full_since = None;
             } else if full_since.is_none() {
@@ -296,10 +305,10 @@ impl Session {
                         }
                     }
                 },
+                lapse = lapse_of(&mut lapsed) => {
+                    break Some((CLOSE_UNAUTHENTICATED, lapse.message().to_owned()));
+                }
                 _ = ping.tick() => {
-                    if session.who.as_ref().is_some_and(Principal::expired) {
-                        break Some((CLOSE_UNAUTHENTICATED, "the access token expired".to_owned()));
-                    }
                     if last_heard.elapsed() >= push.ws_idle_timeout {
                         break Some((CLOSE_IDLE, "no answer to pings".to_owned()));
                     }
@@ -413,8 +422,8 @@ impl Session {
 
     fn execute(&mut self, command: Command) -> Result<Option<Value>, ApiError> {
         let who = match (&self.who, &command) {
-            (Some(who), _) if who.expired() => {
-                self.closing = Some((CLOSE_UNAUTHENTICATED, "the access token expired".into()));
+            (Some(who), _) if let Some(lapse) = who.lapse() => {
+                self.closing = Some((CLOSE_UNAUTHENTICATED, lapse.message().into()));
                 return Ok(None);
             }
             (Some(who), _) => who.clone(),
@@ -596,4 +605,12 @@ fn tagged(mut head: Value, body: Value) -> Value {
         head.extend(body);
     }
     head
+}
+
+/// Completes when the session's credential lapses; never while it has none that can.
+async fn lapse_of(lapsed: &mut Option<Pin<Box<dyn Future<Output = Lapse> + Send>>>) -> Lapse {
+    match lapsed {
+        Some(lapsed) => lapsed.as_mut().await,
+        None => std::future::pending().await,
+    }
 }
