@@ -358,6 +358,8 @@ impl Default for GraphqlConfig {
 pub struct PushConfig {
     /// Most streaming connections (SSE, WebSocket, long polls, gRPC streams) at once.
     pub max_streams: usize,
+    /// Most of them held by one caller (a principal, or a client address; 0: no share).
+    pub max_streams_per_caller: usize,
     /// SSE: a keep-alive comment after this much silence.
     #[serde(deserialize_with = "duration")]
     pub sse_keepalive: Duration,
@@ -396,6 +398,7 @@ impl Default for PushConfig {
     fn default() -> Self {
         Self {
             max_streams: 10_000,
+            max_streams_per_caller: 1_000,
             sse_keepalive: Duration::from_secs(15),
             sse_retry: Duration::from_secs(3),
             ws_ping_interval: Duration::from_secs(15),

@@ -353,3 +353,69 @@ async fn an_idle_keep_alive_connection_does_not_hold_up_shutdown() {
     assert!(stopped.expect("the drain did not wait for it").is_ok());
     assert!(read_to_close(&mut stream).await.is_empty());
 }
+
+#[tokio::test]
+async fn one_caller_cannot_take_every_stream() {
+    use polyport::config::ApiKeyConfig;
+    let mut config = Config::default();
+    config.push.max_streams_per_caller = 2;
+    config.rate_limit.enabled = false;
+    for name in ["alice", "bob"] {
+        config.auth.api_keys.push(ApiKeyConfig {
+            name: name.into(),
+            role: "admin".into(),
+            secret: Some(format!("{name}-secret-0123456789")),
+            ..Default::default()
+        });
+    }
+    let server = TestServer::with_auth(config).await;
+    let open = |name: &str| {
+        server
+            .get("/v1/events")
+            .bearer_auth(format!("{name}-secret-0123456789"))
+            .send()
+    };
+    let held = [open("alice").await.unwrap(), open("alice").await.unwrap()];
+    assert!(held.iter().all(|r| r.status() == 200));
+    let refused = open("alice").await.unwrap();
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let problem = common::expect_problem(refused, 503, "unavailable").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("max_streams_per_caller"),
+        "{problem}"
+    );
+    // Another caller still gets its streams.
+    let bob = open("bob").await.unwrap();
+    assert_eq!(bob.status(), 200);
+    // A place given back is alice's again.
+    drop(held);
+    server.wait_for_streams(1, "bob's stream").await;
+    assert_eq!(open("alice").await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn health_watch_streams_count_under_the_stream_caps() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let mut config = Config::default();
+    config.push.max_streams_per_caller = 2;
+    let server = TestServer::with_config(config).await;
+    let mut client = HealthClient::new(server.grpc_channel().await);
+    let watch = || HealthCheckRequest {
+        service: String::new(),
+    };
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = client.watch(watch()).await.unwrap().into_inner();
+        assert!(stream.message().await.unwrap().is_some());
+        held.push(stream);
+    }
+    server.wait_for_streams(2, "two health watches").await;
+    let refused = client.watch(watch()).await.expect_err("over the share");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    drop(held);
+    server.wait_for_streams(0, "the watches ended").await;
+}

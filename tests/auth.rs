@@ -359,7 +359,9 @@ async fn admin_changes_another_customers_order_then_its_own(
 
 /// `/readyz`: (orders in the store, last event seq).
 async fn store_state(server: &TestServer) -> (u64, u64) {
-    let ready = Reply::of(server.get("/readyz")).await.expect(200);
+    let ready = Reply::of(server.get("/readyz").bearer_auth(ADMIN))
+        .await
+        .expect(200);
     (
         ready["orders"].as_u64().expect("orders"),
         ready["last_event_seq"].as_u64().expect("last_event_seq"),
@@ -2452,4 +2454,25 @@ async fn idempotency_keys_belong_to_the_principal_that_sent_them() {
         26,
         "exactly two orders were created"
     );
+}
+
+#[tokio::test]
+async fn readyz_tells_anyone_whether_it_is_ready_and_only_readers_of_everything_what_it_holds() {
+    let server = start().await;
+    let bare = Reply::of(server.get("/readyz")).await.expect(200);
+    assert_eq!(bare, json!({ "status": "ready" }));
+    for key in [CUSTOMER, BOGUS] {
+        let reply = Reply::of(server.get("/readyz").bearer_auth(key))
+            .await
+            .expect(200);
+        assert_eq!(reply, json!({ "status": "ready" }), "{key}");
+    }
+    for key in [ADMIN, READONLY] {
+        let reply = Reply::of(server.get("/readyz").bearer_auth(key))
+            .await
+            .expect(200);
+        assert_eq!(reply["status"], "ready");
+        assert!(reply["orders"].is_u64(), "{key}: {reply}");
+        assert!(reply["last_event_seq"].is_u64(), "{key}: {reply}");
+    }
 }

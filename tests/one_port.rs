@@ -261,7 +261,11 @@ async fn the_binary_logs_its_port_zero_address_serves_and_exits_zero_on_sigterm(
         &[],
     );
     assert!(!addr.ends_with(":0"), "the real port is logged, got {addr}");
-    let ready: serde_json::Value = reqwest::get(format!("http://{addr}/readyz"))
+    let key = dev_key(&mut child);
+    let ready: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{addr}/readyz"))
+        .bearer_auth(key)
+        .send()
         .await
         .unwrap()
         .json()

@@ -198,23 +198,24 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that holds its request's place in flight until it ends.
-pub struct Tracked<B> {
+/// A response body that holds a place (its request's place in flight, a stream's place under
+/// the stream caps) until it ends or is dropped.
+pub struct Tracked<B, G = InFlight> {
     body: B,
-    in_flight: Option<InFlight>,
+    held: Option<G>,
 }
 
-impl<B> Tracked<B> {
-    /// `body`, holding `in_flight`.
-    pub fn new(body: B, in_flight: InFlight) -> Self {
+impl<B, G> Tracked<B, G> {
+    /// `body`, holding `held`.
+    pub fn new(body: B, held: G) -> Self {
         Self {
             body,
-            in_flight: Some(in_flight),
+            held: Some(held),
         }
     }
 }
 
-impl<B: Body + Unpin> Body for Tracked<B> {
+impl<B: Body + Unpin, G: Unpin> Body for Tracked<B, G> {
     type Data = B::Data;
     type Error = B::Error;
 
@@ -224,8 +225,8 @@ impl<B: Body + Unpin> Body for Tracked<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         if let Poll::Ready(None | Some(Err(_))) = polled {
-            // Ended: the connection may count as idle from now, even if hyper keeps the body.
-            self.in_flight = None;
+            // Ended: the place is free from now, even if hyper keeps the body a while.
+            self.held = None;
         }
         polled
     }

@@ -137,13 +137,31 @@ impl Gate {
     /// everyone is the same "anonymous" admin, and one quota shared by all would let one
     /// client starve the rest). The one keying rule for every path, HTTP and per-message.
     pub fn charge(&self, who: Option<&Principal>, peer: Option<IpAddr>) -> Decision {
-        let ip = || peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-        match who {
-            Some(_) if self.auth.is_off() => self.limiter.check(Policy::Caller, &ip()),
-            Some(principal) => self.limiter.check(Policy::Caller, &principal.name),
-            None => self.limiter.check(Policy::Anonymous, &ip()),
+        match self.caller(who, peer) {
+            Caller::Principal(name) => self.limiter.check(Policy::Caller, &name),
+            Caller::Address(ip, policy) => self.limiter.check(policy, &ip),
         }
     }
+
+    /// Whose share a request or stream draws on: the keying rule of [`Gate::charge`], also
+    /// used for the per-caller share of streams (`push.max_streams_per_caller`).
+    pub fn caller(&self, who: Option<&Principal>, peer: Option<IpAddr>) -> Caller {
+        let ip = || peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        match who {
+            Some(_) if self.auth.is_off() => Caller::Address(ip(), Policy::Caller),
+            Some(principal) => Caller::Principal(Arc::clone(&principal.name)),
+            None => Caller::Address(ip(), Policy::Anonymous),
+        }
+    }
+}
+
+/// Whose quota and share a request draws on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Caller {
+    /// An authenticated principal, by name.
+    Principal(Arc<str>),
+    /// A client address (no principal, or authentication off), under the policy it pays by.
+    Address(String, Policy),
 }
 
 /// What a route needs.
@@ -216,19 +234,12 @@ pub async fn layer(State(gate): State<Arc<Gate>>, mut request: Request, next: Ne
     let path = request.uri().path().to_owned();
     let refuse_now = |request: &Request, error: &ApiError| {
         tracing::info!(%path, problem = error.kind.slug, "refused: {}", error.detail);
-        let mut extra = HeaderMap::new();
-        if let Some(delay) = error.retry_after {
-            extra.insert(
-                http::header::RETRY_AFTER,
-                HeaderValue::from(crate::gateway::error::whole_seconds(delay)),
-            );
-        }
         refuse(
             Idiom::of(&method, &path, request.headers()),
             error,
             request.extensions().get::<TraceId>(),
             request.headers(),
-            extra,
+            HeaderMap::new(),
         )
     };
     if let Some(error) = gate.requests.oversized_field(request.headers()) {

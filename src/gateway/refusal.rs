@@ -88,6 +88,12 @@ pub fn refuse(
             response
                 .headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if let Some(delay) = error.retry_after {
+                response.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from(crate::gateway::error::whole_seconds(delay)),
+                );
+            }
             response
         }
         Idiom::Problem => error.clone().into_response(),

@@ -4,7 +4,7 @@
 use axum::body::Body;
 use axum::response::Response;
 use http::HeaderValue;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use serde_json::{Value, json};
 
 use super::{ApiError, whole_seconds};
@@ -53,5 +53,8 @@ pub(crate) fn render_problem(
         HeaderValue::from_static("application/problem+json"),
     );
     headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    if let Some(delay) = error.retry_after {
+        headers.insert(RETRY_AFTER, HeaderValue::from(whole_seconds(delay)));
+    }
     *response.body_mut() = Body::from(bytes);
 }

@@ -534,7 +534,10 @@ impl SubscriptionRoot {
             "types",
         )
         .map_err(|v| gql_error(ctx, DomainError::Invalid(v)))?;
-        let streaming = crate::protocols::push::admit(&app).map_err(|e| gql_error(ctx, e))?;
+        // The client's address, which the WebSocket route puts in the connection's data.
+        let peer = ctx.data_opt::<std::net::IpAddr>().copied();
+        let streaming =
+            crate::protocols::push::admit(&app, Some(&who), peer).map_err(|e| gql_error(ctx, e))?;
         // "From now on" is fixed when the subscription starts, not when the task gets to run.
         let after = after_seq.or(Some(app.core.events().last_seq()));
         let (tx, rx) = mpsc::channel(16);

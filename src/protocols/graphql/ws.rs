@@ -156,6 +156,10 @@ async fn serve(
     let refused = Arc::new(AtomicBool::new(false));
     let mut data = Data::default();
     data.insert(trace_id.clone());
+    if let Some(peer) = peer {
+        // For the per-caller share of subscriptions when authentication is off.
+        data.insert(peer);
+    }
     let on_init = {
         let (initialised, refused) = (Arc::clone(&initialised), Arc::clone(&refused));
         let (caller, known) = (Arc::clone(&caller), Arc::clone(&known));

@@ -13,13 +13,17 @@ pub mod service;
 pub mod watch;
 
 use axum::Router;
+use axum::extract::State;
 use axum::middleware;
 use tonic::service::Routes;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::HealthService;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::gateway::connection::Tracked;
 use crate::gateway::error::grpc::{EXPOSED_HEADERS, fix_codec_errors};
+use crate::gateway::refusal::{Idiom, refuse};
+use crate::gateway::trace::TraceId;
 use crate::protocols::AppState;
 use pb::orders_server::OrdersServer;
 
@@ -74,6 +78,11 @@ pub fn routes(app: &AppState) -> Router {
             app.health.clone(),
         )))
         .into_axum_router()
+        // Health Watch streams are open to anyone, so they count under the stream caps too.
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            count_health_watches,
+        ))
         // Browsers: gRPC-Web requests are translated to gRPC and back.
         .layer(tonic_web::GrpcWebLayer::new())
         // ... and may come from a page on another origin (a dev server on another port).
@@ -81,4 +90,34 @@ pub fn routes(app: &AppState) -> Router {
         .layer(cors())
         // tonic's codec names bad input INTERNAL / OUT_OF_RANGE; the table says otherwise.
         .layer(middleware::from_fn(fix_codec_errors))
+}
+
+/// Middleware: a `grpc.health.v1.Health/Watch` stream takes a stream place (the caps of
+/// `push.max_streams` and `push.max_streams_per_caller`, keyed by the client's address, since
+/// health needs no credentials) for as long as its response body runs.
+async fn count_health_watches(
+    State(app): State<AppState>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    if request.uri().path() != "/grpc.health.v1.Health/Watch" {
+        return next.run(request).await;
+    }
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    match crate::protocols::push::admit(&app, None, peer) {
+        Ok(place) => next
+            .run(request)
+            .await
+            .map(|body| axum::body::Body::new(Tracked::new(body, place))),
+        Err(error) => refuse(
+            Idiom::Grpc,
+            &error,
+            request.extensions().get::<TraceId>(),
+            request.headers(),
+            http::HeaderMap::new(),
+        ),
+    }
 }

@@ -43,7 +43,7 @@ pub struct OrdersService {
 impl OrdersService {
     /// Takes a stream place (`push.max_streams` covers every protocol's streams).
     fn admit(&self, cx: &CallContext) -> Result<StreamGuard, Status> {
-        crate::protocols::push::admit(&self.app).map_err(|e| cx.fail(e))
+        crate::protocols::push::admit(&self.app, Some(&cx.who), cx.peer).map_err(|e| cx.fail(e))
     }
 
     /// A service over `app`.

@@ -16,15 +16,18 @@ pub mod poll;
 pub mod sse;
 pub mod ws;
 
+use std::net::IpAddr;
+
 use axum::Router;
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use crate::domain::Principal;
 use crate::domain::feed::EventFilter;
 use crate::domain::{DomainError, FieldViolation};
 use crate::gateway::ApiError;
 use crate::gateway::error::kind;
-use crate::protocols::state::{AppState, StreamGuard};
+use crate::protocols::state::{AppState, StreamGuard, StreamsFull};
 
 /// The push routes, to be nested under `/v1`.
 pub fn routes() -> Router<AppState> {
@@ -40,19 +43,33 @@ pub fn missed_json(requested_after: u64, resumed_after: u64) -> Value {
     json!({ "requested_after": requested_after, "resumed_after": resumed_after })
 }
 
-/// Takes a place for a new stream, or refuses it when the configured maximum is reached (503,
-/// retry later). The stream holds the guard for as long as it runs.
-pub fn admit(app: &AppState) -> Result<StreamGuard, ApiError> {
+/// Takes a place for a new stream of `who` (or of the client at `peer`, keyed like the rate
+/// limit), or refuses it when the server holds `push.max_streams` or this caller its share,
+/// `push.max_streams_per_caller` (503, retry later). The stream holds the guard for as long as
+/// it runs.
+pub fn admit(
+    app: &AppState,
+    who: Option<&Principal>,
+    peer: Option<IpAddr>,
+) -> Result<StreamGuard, ApiError> {
+    let push = &app.config.push;
+    let caller = app.gate.caller(who, peer);
     app.streams
-        .try_enter(app.config.push.max_streams)
-        .ok_or_else(|| {
-            ApiError::new(
-                &kind::UNAVAILABLE,
-                format!(
+        .try_enter(caller, push.max_streams, push.max_streams_per_caller)
+        .map_err(|full| {
+            let detail = match full {
+                StreamsFull::Server => format!(
                     "the server holds its maximum of {} streams; retry later",
-                    app.config.push.max_streams
+                    push.max_streams
                 ),
-            )
+                StreamsFull::Caller => format!(
+                    "this caller holds its share of {} streams (push.max_streams_per_caller); close one or retry later",
+                    push.max_streams_per_caller
+                ),
+            };
+            let mut error = ApiError::new(&kind::UNAVAILABLE, detail);
+            error.retry_after = Some(std::time::Duration::from_secs(1));
+            error
         })
 }
 

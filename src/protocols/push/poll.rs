@@ -9,9 +9,11 @@
 //! {"events": [...], "next_since": 42, "reset": {"requested_after": 3, "resumed_after": 17}}
 //! ```
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::Extension;
+use axum::extract::{ConnectInfo, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::HeaderValue;
 use http::header::CACHE_CONTROL;
@@ -29,8 +31,10 @@ use crate::wire::event_json;
 pub async fn poll(
     State(app): State<AppState>,
     Caller(who): Caller,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
+    let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
     let params = query_params(
         query,
         &[
@@ -61,7 +65,7 @@ pub async fn poll(
         params.get("order_id").map_or("", String::as_str),
         params.get("customer_id").map_or("", String::as_str),
     )?;
-    let _streaming = admit(&app)?;
+    let _streaming = admit(&app, Some(&who), peer)?;
     let deadline = tokio::time::Instant::now() + timeout;
 
     let log = app.core.events();

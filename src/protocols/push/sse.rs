@@ -11,13 +11,15 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::Extension;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::Stream;
@@ -42,23 +44,34 @@ use crate::wire::event_json;
 pub async fn all_events(
     State(app): State<AppState>,
     Caller(who): Caller,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
+    let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
     let params = query_params(query, &["types", "customer_id", "last_event_id"])?;
     let customer = params.get("customer_id").map_or("", String::as_str);
     let filter = filter(params.get("types").map(String::as_str), "", customer)?;
-    stream(app, who, &headers, params.get("last_event_id"), filter)
+    stream(
+        app,
+        who,
+        peer,
+        &headers,
+        params.get("last_event_id"),
+        filter,
+    )
 }
 
 /// `GET /v1/orders/{id}/events`: 404 unless the order exists.
 pub async fn order_events(
     State(app): State<AppState>,
     Caller(who): Caller,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
+    let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
     let order = app.core.order(&who, OrderId::parse(&id)?)?;
     let params = query_params(query, &["types", "last_event_id"])?;
     let filter = filter(
@@ -66,12 +79,20 @@ pub async fn order_events(
         &order.id.to_string(),
         "",
     )?;
-    stream(app, who, &headers, params.get("last_event_id"), filter)
+    stream(
+        app,
+        who,
+        peer,
+        &headers,
+        params.get("last_event_id"),
+        filter,
+    )
 }
 
 fn stream(
     app: AppState,
     who: Principal,
+    peer: Option<IpAddr>,
     headers: &HeaderMap,
     query_last_id: Option<&String>,
     filter: feed::EventFilter,
@@ -100,7 +121,7 @@ fn stream(
             .map(|raw| seq(raw, "last_event_id"))
             .transpose()?,
     };
-    let streaming = admit(&app)?;
+    let streaming = admit(&app, Some(&who), peer)?;
     // "From now on" is fixed before the first frame goes out, so an event written right after
     // the client sees that frame is never lost.
     let after = after.or_else(|| Some(app.core.events().last_seq()));

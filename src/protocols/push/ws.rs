@@ -96,7 +96,7 @@ pub async fn upgrade(
 ) -> Result<Response, ApiError> {
     let who = who.map(|Extension(who)| who);
     let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
-    let streaming = admit(&app)?;
+    let streaming = admit(&app, who.as_ref(), peer)?;
     let push = &app.config.push;
     let max = push.ws_max_message_bytes;
     // Buffer sizes decide what an idle connection costs (see push.ws_read_buffer_bytes).
