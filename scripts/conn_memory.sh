@@ -26,9 +26,16 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((n + 256)) ]; then
 fi
 work=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
+# Every connection comes from 127.0.0.1 and idles: past the default per-address and per-caller
+# shares, and longer than the default idle timeout, so those are lifted for the measurement.
 cat >"$work/polyport.toml" <<TOML
+[server]
+max_connections = $((n + 1000))
+max_connections_per_ip = 0
+idle_timeout = "1h"
 [push]
 max_streams = $((n + 1000))
+max_streams_per_caller = 0
 ${EXTRA_PUSH:-}
 TOML
 

@@ -59,8 +59,11 @@ def main():
     args = parser.parse_args()
 
     config = tempfile.NamedTemporaryFile("w", prefix="pp-fanout-", suffix=".toml", delete=False)
-    # Room for every subscriber: the default stream cap (10 000) is below the largest case.
-    config.write("[push]\nmax_streams = 50000\n")
+    # Room for every subscriber: the default stream cap (10 000) is below the largest case,
+    # and every subscriber comes from 127.0.0.1, past the default per-address and per-caller
+    # shares (1 000 each).
+    config.write("[server]\nmax_connections = 60000\nmax_connections_per_ip = 0\n"
+                 "[push]\nmax_streams = 50000\nmax_streams_per_caller = 0\n")
     config.close()
     # Authentication and rate limits off (the gate still runs): fanout-load sends no
     # credentials. The access log stays on, as by default.

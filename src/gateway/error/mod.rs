@@ -117,7 +117,7 @@ pub mod kind {
             "The endpoint cannot answer in a media type the Accept header allows (event streams send text/event-stream).";
         PAYLOAD_TOO_LARGE = "payload-too-large", PAYLOAD_TOO_LARGE, ResourceExhausted, "PAYLOAD_TOO_LARGE",
             "Request body too large",
-            "The body exceeds the configured limit (REST: server.body_limit_bytes; gRPC: grpc.max_message_bytes; 1 MiB each by default).";
+            "The body exceeds the configured limit (REST: server.body_limit_bytes; gRPC: grpc.max_message_bytes; 1 MiB each by default; a GraphQL query text: graphql.max_document_bytes, 64 KiB).";
         UNSUPPORTED_MEDIA_TYPE = "unsupported-media-type", UNSUPPORTED_MEDIA_TYPE, InvalidArgument, "BAD_REQUEST",
             "Unsupported media type",
             "Send JSON with Content-Type: application/json (PATCH also takes application/merge-patch+json).";
