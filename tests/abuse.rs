@@ -37,6 +37,21 @@ async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
     received
 }
 
+/// The types of the HTTP/2 frames in `received`, in order (each frame: 3 bytes of length,
+/// its type, flags, stream id, then the payload).
+fn frame_types(received: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut at = 0;
+    while at + 9 <= received.len() {
+        let length = usize::from(received[at]) << 16
+            | usize::from(received[at + 1]) << 8
+            | usize::from(received[at + 2]);
+        types.push(received[at + 3]);
+        at += 9 + length;
+    }
+    types
+}
+
 /// The body of a raw HTTP/1.1 response.
 fn body_of(response: &[u8]) -> serde_json::Value {
     let text = String::from_utf8_lossy(response);
@@ -114,16 +129,7 @@ async fn an_http2_connection_that_sends_only_its_preface_gets_a_goaway_and_is_cl
         .await
         .unwrap();
     let received = read_to_close(&mut stream).await;
-    // Walk the frames: 3 bytes of length, then the type.
-    let mut types = Vec::new();
-    let mut at = 0;
-    while at + 9 <= received.len() {
-        let length = usize::from(received[at]) << 16
-            | usize::from(received[at + 1]) << 8
-            | usize::from(received[at + 2]);
-        types.push(received[at + 3]);
-        at += 9 + length;
-    }
+    let types = frame_types(&received);
     const GOAWAY: u8 = 0x7;
     assert!(types.contains(&GOAWAY), "frame types {types:?}");
 }
@@ -418,4 +424,87 @@ async fn health_watch_streams_count_under_the_stream_caps() {
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
     drop(held);
     server.wait_for_streams(0, "the watches ended").await;
+}
+
+#[tokio::test]
+async fn an_http2_peer_that_does_not_answer_pings_is_closed() {
+    let mut config = Config::default();
+    // Not idle long enough to be closed for that: only the pings can end it.
+    config.server.idle_timeout = Duration::from_secs(3600);
+    config.server.keepalive_interval = Duration::from_millis(200);
+    config.server.keepalive_timeout = Duration::from_millis(200);
+    let server = TestServer::with_config(config).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    // A dead peer: it reads nothing back, acknowledges nothing.
+    let received = read_to_close(&mut stream).await;
+    let types = frame_types(&received);
+    const PING: u8 = 0x6;
+    assert!(types.contains(&PING), "frame types {types:?}");
+}
+
+#[test]
+fn out_of_file_descriptors_the_server_waits_and_then_serves_again() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::{Command, Stdio};
+    // A server allowed 64 descriptors, with no connection cap of its own below that.
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -n 64 && exec \"$0\" serve --addr 127.0.0.1:0 --insecure-no-auth --no-demo-data",
+            env!("CARGO_BIN_EXE_polyport"),
+        ])
+        .env("RUST_LOG", "warn,polyport=info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the server logs its address").unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+    let (log_tx, log_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = log_tx.send(line);
+        }
+    });
+    // More connections than the server has descriptors: the kernel queues the rest.
+    let held: Vec<_> = (0..100)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    let saw_accept_fail = (0..100).any(|_| {
+        log_rx
+            .recv_timeout(Duration::from_millis(200))
+            .is_ok_and(|line| line.contains("accept failed"))
+    });
+    assert!(saw_accept_fail, "the server never ran out of descriptors");
+    drop(held);
+    // With descriptors free again it serves, without a restart.
+    let served = (0..200).any(|_| {
+        let Ok(mut stream) = std::net::TcpStream::connect(&addr) else {
+            std::thread::sleep(Duration::from_millis(50));
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.1 200 ") || {
+            std::thread::sleep(Duration::from_millis(50));
+            false
+        }
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        served,
+        "the server did not serve again once descriptors were free"
+    );
 }
