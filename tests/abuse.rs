@@ -508,3 +508,41 @@ fn out_of_file_descriptors_the_server_waits_and_then_serves_again() {
         "the server did not serve again once descriptors were free"
     );
 }
+
+#[tokio::test]
+async fn a_websocket_outlives_the_header_read_timeout_between_its_messages() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let mut config = Config::default();
+    config.server.header_read_timeout = Duration::from_millis(200);
+    let server = TestServer::with_config(config).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/ws", server.addr))
+        .await
+        .unwrap();
+    for id in ["first", "after a pause"] {
+        ws.send(Message::text(
+            serde_json::json!({ "op": "ping", "id": id }).to_string(),
+        ))
+        .await
+        .unwrap();
+        let reply = tokio::time::timeout(PATIENCE, async {
+            loop {
+                match ws
+                    .next()
+                    .await
+                    .expect("an answer")
+                    .expect("the session is open")
+                {
+                    Message::Text(text) => break text,
+                    Message::Close(frame) => panic!("closed: {frame:?}"),
+                    _ => continue,
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert!(reply.contains("pong"), "{reply}");
+        // Several header-read timeouts pass with nothing sent: frames are not request heads.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+}

@@ -155,6 +155,8 @@ pub struct Activity {
     idle_since: AtomicU64,
     /// Bytes of a new request have arrived and its head has not been handed to the service.
     awaiting_head: AtomicBool,
+    /// The connection was upgraded (a WebSocket): its bytes are no longer request heads.
+    upgraded: AtomicBool,
 }
 
 impl Activity {
@@ -164,7 +166,14 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(now_ms()),
             awaiting_head: AtomicBool::new(false),
+            upgraded: AtomicBool::new(false),
         })
+    }
+
+    /// The connection has switched protocols (`101`): no more request heads will come.
+    pub fn upgrade(&self) {
+        self.upgraded.store(true, Ordering::Release);
+        self.awaiting_head.store(false, Ordering::Release);
     }
 
     /// A request's head is in: it is in flight until the returned guard drops.
@@ -279,6 +288,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Guarded<S> {
     fn arm(&mut self, timeout: Duration) {
         let activity = &self.activity;
         if activity.in_flight.load(Ordering::Acquire) > 0
+            || activity.upgraded.load(Ordering::Acquire)
             || activity.awaiting_head.swap(true, Ordering::AcqRel)
         {
             return;

@@ -330,8 +330,13 @@ async fn serve_connection<S>(
                 request.extensions_mut().insert(certificate.clone());
             }
             let response = router.clone().oneshot(request);
+            let activity = Arc::clone(&activity);
             async move {
                 let response = response.await?;
+                if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                    // A WebSocket from here on: its frames are not request heads.
+                    activity.upgrade();
+                }
                 Ok::<_, std::convert::Infallible>(
                     response.map(|body| Tracked::new(body, in_flight)),
                 )
