@@ -283,6 +283,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
+/// Extractor: the client's address (from the connection, put on every request by `serve`), by
+/// which quotas and stream shares are keyed when there is no principal. `None` only for a
+/// request that did not come through `serve`.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let info = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+        Ok(Peer(info.map(|info| info.0.ip())))
+    }
+}
+
 /// The principal of a gRPC request (put there by the gate), or UNAUTHENTICATED.
 pub fn principal_of(extensions: &http::Extensions) -> Result<Principal, ApiError> {
     extensions

@@ -11,7 +11,7 @@
 //! reasons carry the connection's trace id. async-graphql runs the protocol itself; this file
 //! only feeds it the socket and translates its closes.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -21,8 +21,8 @@ use async_graphql::http::{
     ALL_WEBSOCKET_PROTOCOLS, WebSocket as GqlWebSocket, WebSocketProtocols, WsMessage,
 };
 use axum::Extension;
+use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt, future};
 use http::HeaderMap;
@@ -31,6 +31,7 @@ use http::header::SEC_WEBSOCKET_PROTOCOL;
 use super::{GraphqlState, PolyportSchema};
 use crate::domain::Principal;
 use crate::gateway::ApiError;
+use crate::gateway::auth::Peer;
 use crate::gateway::trace::TraceId;
 use crate::protocols::AppState;
 use crate::protocols::push::ws::close_reason;
@@ -50,11 +51,10 @@ pub(super) async fn upgrade(
     State(state): State<GraphqlState>,
     Extension(trace_id): Extension<TraceId>,
     who: Option<Extension<Principal>>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
     let protocol = headers
         .get(SEC_WEBSOCKET_PROTOCOL)
         .and_then(|v| v.to_str().ok())

@@ -9,11 +9,9 @@
 //! {"events": [...], "next_since": 42, "reset": {"requested_after": 3, "resumed_after": 17}}
 //! ```
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Extension;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use http::HeaderValue;
 use http::header::CACHE_CONTROL;
@@ -23,7 +21,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::{admit, filter, missed_json, query_params, seq};
 use crate::domain::FieldViolation;
 use crate::gateway::ApiError;
-use crate::gateway::auth::Caller;
+use crate::gateway::auth::{Caller, Peer};
 use crate::protocols::AppState;
 use crate::wire::event_json;
 
@@ -31,10 +29,9 @@ use crate::wire::event_json;
 pub async fn poll(
     State(app): State<AppState>,
     Caller(who): Caller,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Peer(peer): Peer,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
     let params = query_params(
         query,
         &[

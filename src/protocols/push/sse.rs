@@ -11,15 +11,14 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Extension;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::Stream;
@@ -34,7 +33,7 @@ use crate::domain::events::Event;
 use crate::domain::feed::{self, FeedItem, Follower};
 use crate::domain::model::OrderId;
 use crate::gateway::ApiError;
-use crate::gateway::auth::Caller;
+use crate::gateway::auth::{Caller, Peer};
 use crate::gateway::error::kind;
 use crate::protocols::AppState;
 use crate::protocols::state::StreamGuard;
@@ -44,11 +43,10 @@ use crate::wire::event_json;
 pub async fn all_events(
     State(app): State<AppState>,
     Caller(who): Caller,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
     let params = query_params(query, &["types", "customer_id", "last_event_id"])?;
     let customer = params.get("customer_id").map_or("", String::as_str);
     let filter = filter(params.get("types").map(String::as_str), "", customer)?;
@@ -66,12 +64,11 @@ pub async fn all_events(
 pub async fn order_events(
     State(app): State<AppState>,
     Caller(who): Caller,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Peer(peer): Peer,
     Path(id): Path<String>,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
     let order = app.core.order(&who, OrderId::parse(&id)?)?;
     let params = query_params(query, &["types", "last_event_id"])?;
     let filter = filter(

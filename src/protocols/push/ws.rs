@@ -46,14 +46,14 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
 use axum::Extension;
+use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use serde::Deserialize;
@@ -66,6 +66,7 @@ use crate::domain::feed::{EventFilter, FeedItem, Follower};
 use crate::domain::model::OrderId;
 use crate::domain::{FieldViolation, Lapse, NewOrder, Principal};
 use crate::gateway::ApiError;
+use crate::gateway::auth::Peer;
 use crate::gateway::error::problem::problem_body;
 use crate::gateway::gate::rate_limited;
 use crate::gateway::trace::TraceId;
@@ -91,11 +92,10 @@ pub async fn upgrade(
     State(app): State<AppState>,
     Extension(trace_id): Extension<TraceId>,
     who: Option<Extension<Principal>>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Peer(peer): Peer,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let who = who.map(|Extension(who)| who);
-    let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
     let streaming = admit(&app, who.as_ref(), peer)?;
     let push = &app.config.push;
     let max = push.ws_max_message_bytes;
