@@ -96,8 +96,11 @@ impl App {
                 config.idempotency.max_keys,
             )),
             webhooks: Arc::new(crate::webhooks::Webhooks::try_new(config.webhooks.clone())?),
+            streams: crate::gateway::shares::Shares::new(
+                config.push.max_streams,
+                config.push.max_streams_per_caller,
+            ),
             config: Arc::new(config),
-            streams: Arc::default(),
             health: tonic_health::server::HealthReporter::new(),
             draining: Arc::new(tokio::sync::watch::Sender::new(false)),
         });

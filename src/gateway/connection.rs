@@ -2,7 +2,7 @@
 //! address), the header-read deadline and the idle clock that `serve` applies to every
 //! connection before hyper sees it.
 //!
-//! - [`Connections`] counts open sockets. Its [`Permit`] lives inside the socket wrapper, so a
+//! - [`Connections`] counts open sockets (with [`super::shares`]). Its [`Permit`] lives inside the socket wrapper, so a
 //!   connection counts until its file descriptor closes, even after a WebSocket upgrade hands
 //!   the socket over to a session.
 //! - [`Activity`] is what the socket wrapper and the service share: how many requests are in
@@ -16,13 +16,12 @@
 //! - [`Tracked`] wraps each response body, ending the request's place in flight when the body
 //!   ends or is dropped.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -33,112 +32,15 @@ use tokio::time::{Instant, Sleep};
 use super::ApiError;
 use super::error::kind;
 use super::error::problem::problem_body;
+use super::shares::{Share, Shares};
 use super::trace::TraceId;
 
-/// Open connections, in all and per client address, against their caps.
-#[derive(Debug)]
-pub struct Connections {
-    max: usize,
-    max_per_ip: usize,
-    open: AtomicUsize,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
-    refused: AtomicU64,
-}
-
-/// Why a connection was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    /// `server.max_connections` are open.
-    Full,
-    /// `server.max_connections_per_ip` are open from this address.
-    FullForAddress,
-}
-
-impl Connections {
-    /// Caps of `max` connections in all and `max_per_ip` per client address (0: no cap).
-    pub fn new(max: usize, max_per_ip: usize) -> Arc<Self> {
-        let unlimited = |n: usize| if n == 0 { usize::MAX } else { n };
-        Arc::new(Self {
-            max: unlimited(max),
-            max_per_ip: unlimited(max_per_ip),
-            open: AtomicUsize::new(0),
-            per_ip: Mutex::default(),
-            refused: AtomicU64::new(0),
-        })
-    }
-
-    /// A place for a new connection from `ip`, unless a cap is reached (then it is counted
-    /// in [`Connections::refused`]).
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, Refused> {
-        let refuse = |why| {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-            Err(why)
-        };
-        if self
-            .open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
-            })
-            .is_err()
-        {
-            return refuse(Refused::Full);
-        }
-        if self.max_per_ip != usize::MAX {
-            let mut per_ip = self.lock();
-            let from_ip = per_ip.entry(ip).or_insert(0);
-            if *from_ip >= self.max_per_ip {
-                drop(per_ip);
-                self.open.fetch_sub(1, Ordering::AcqRel);
-                return refuse(Refused::FullForAddress);
-            }
-            *from_ip += 1;
-        }
-        Ok(Permit {
-            connections: Arc::clone(self),
-            ip,
-        })
-    }
-
-    /// Connections open now.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
-    }
-
-    /// Connections refused since start, over either cap.
-    pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
-        // The map holds plain counts, consistent after any panic: poisoning carries no meaning.
-        self.per_ip
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
+/// Open connections, in all and per client address, against `server.max_connections` and
+/// `server.max_connections_per_ip`.
+pub type Connections = Shares<IpAddr>;
 
 /// One open connection's place; dropping it (when the socket closes) gives it back.
-#[derive(Debug)]
-pub struct Permit {
-    connections: Arc<Connections>,
-    ip: IpAddr,
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        let connections = &self.connections;
-        if connections.max_per_ip != usize::MAX {
-            let mut per_ip = connections.lock();
-            if let Some(n) = per_ip.get_mut(&self.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    per_ip.remove(&self.ip);
-                }
-            }
-        }
-        connections.open.fetch_sub(1, Ordering::AcqRel);
-    }
-}
+pub type Permit = Share<IpAddr>;
 
 /// Milliseconds on a clock that starts with the process, for the idle clock's atomics.
 fn now_ms() -> u64 {
@@ -407,30 +309,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_caps_count_in_all_and_per_address_and_give_places_back() {
-        let connections = Connections::new(3, 2);
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let a1 = connections.admit(a).unwrap();
-        let _a2 = connections.admit(a).unwrap();
-        assert_eq!(connections.admit(a).unwrap_err(), Refused::FullForAddress);
-        let _b1 = connections.admit(b).unwrap();
-        assert_eq!(connections.admit(b).unwrap_err(), Refused::Full);
-        assert_eq!((connections.open(), connections.refused()), (3, 2));
-        drop(a1);
-        let _a3 = connections.admit(a).unwrap();
-        assert_eq!(connections.open(), 3);
-    }
-
-    #[test]
-    fn zero_means_no_cap() {
-        let connections = Connections::new(0, 0);
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let permits: Vec<_> = (0..100).map(|_| connections.admit(ip).unwrap()).collect();
-        assert_eq!(connections.open(), permits.len());
-    }
 
     #[test]
     fn a_connection_is_idle_only_while_no_request_is_in_flight() {

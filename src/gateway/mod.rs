@@ -18,6 +18,7 @@ pub mod random;
 pub mod ratelimit;
 pub mod refusal;
 pub mod serve;
+pub mod shares;
 pub mod tls;
 pub mod trace;
 

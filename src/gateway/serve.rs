@@ -52,6 +52,7 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use super::connection::{Activity, Connections, Guarded, Permit, Tracked};
+use super::shares::Shares;
 use super::tls::{ClientCertificate, ConnectionInfo, Tls};
 use crate::config::ServerConfig;
 
@@ -71,7 +72,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let grace = config.shutdown_grace;
     let builders = Arc::new(Builders::new(&config));
-    let connections = Connections::new(config.max_connections, config.max_connections_per_ip);
+    let connections: Arc<Connections> =
+        Shares::new(config.max_connections, config.max_connections_per_ip);
     // Every connection task holds a receiver: the drain below ends when the last one is gone.
     let (stopping, stopped) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -89,13 +91,13 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let permit = match connections.admit(peer.ip()) {
+        let permit = match connections.take(peer.ip()) {
             Ok(permit) => permit,
             Err(why) => {
                 // Closed at once (dropping the socket); logged now and then, not per connection.
                 let refused = connections.refused();
                 if refused.is_power_of_two() || refused.is_multiple_of(1000) {
-                    tracing::warn!(%peer, ?why, refused_total = refused, open = connections.open(), "refused a connection: over the connection cap");
+                    tracing::warn!(%peer, ?why, refused_total = refused, open = connections.count(), "refused a connection: over the connection cap");
                 }
                 continue;
             }

@@ -3,15 +3,14 @@
 //! lives here, under the wiring and beside the adapters that use it, so that no adapter imports
 //! `app` and the imports between the parts of `src/` run one way.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::config::Config;
 use crate::domain::Core;
 use crate::domain::pagination::PageLimits;
 use crate::gateway::gate::{Caller, Gate};
 use crate::gateway::idempotency::{Idempotency, Recorded};
+use crate::gateway::shares::{Share, Shares};
 use crate::webhooks::Webhooks;
 
 /// Shared state every adapter reads: cheap to clone (one `Arc`), read through `Deref`.
@@ -79,84 +78,9 @@ impl Shared {
     }
 }
 
-/// Counts streaming calls in progress, in all and per caller.
-#[derive(Debug, Default)]
-pub struct ActiveStreams {
-    open: AtomicUsize,
-    per_caller: Mutex<HashMap<Caller, usize>>,
-}
+/// Streaming calls in progress, in all and per caller (`push.max_streams`,
+/// `push.max_streams_per_caller`).
+pub type ActiveStreams = Shares<Caller>;
 
 /// One stream in progress; dropping it ends it.
-#[derive(Debug)]
-pub struct StreamGuard {
-    streams: Arc<ActiveStreams>,
-    caller: Caller,
-}
-
-/// Why a stream was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamsFull {
-    /// The server holds its maximum.
-    Server,
-    /// This caller holds its share.
-    Caller,
-}
-
-impl ActiveStreams {
-    /// Marks a stream of `caller` as started unless `max` are already in progress, or
-    /// `max_per_caller` of this caller's (atomically: two connections arriving together cannot
-    /// both take the last place).
-    pub fn try_enter(
-        self: &Arc<Self>,
-        caller: Caller,
-        max: usize,
-        max_per_caller: usize,
-    ) -> Result<StreamGuard, StreamsFull> {
-        self.open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .map_err(|_| StreamsFull::Server)?;
-        let mut per_caller = self.lock();
-        let held = per_caller.entry(caller.clone()).or_insert(0);
-        if max_per_caller != 0 && *held >= max_per_caller {
-            if *held == 0 {
-                per_caller.remove(&caller);
-            }
-            drop(per_caller);
-            self.open.fetch_sub(1, Ordering::AcqRel);
-            return Err(StreamsFull::Caller);
-        }
-        *held += 1;
-        Ok(StreamGuard {
-            streams: Arc::clone(self),
-            caller,
-        })
-    }
-
-    /// How many streams are in progress.
-    pub fn count(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Caller, usize>> {
-        // Plain counts, consistent after any panic: poisoning carries no meaning here.
-        self.per_caller
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        let mut per_caller = self.streams.lock();
-        if let Some(held) = per_caller.get_mut(&self.caller) {
-            *held -= 1;
-            if *held == 0 {
-                per_caller.remove(&self.caller);
-            }
-        }
-        drop(per_caller);
-        self.streams.open.fetch_sub(1, Ordering::AcqRel);
-    }
-}
+pub type StreamGuard = Share<Caller>;

@@ -27,7 +27,8 @@ use crate::domain::feed::EventFilter;
 use crate::domain::{DomainError, FieldViolation};
 use crate::gateway::ApiError;
 use crate::gateway::error::kind;
-use crate::protocols::state::{AppState, StreamGuard, StreamsFull};
+use crate::gateway::shares::Full;
+use crate::protocols::state::{AppState, StreamGuard};
 
 /// The push routes, to be nested under `/v1`.
 pub fn routes() -> Router<AppState> {
@@ -55,14 +56,14 @@ pub fn admit(
     let push = &app.config.push;
     let caller = app.gate.caller(who, peer);
     app.streams
-        .try_enter(caller, push.max_streams, push.max_streams_per_caller)
+        .take(caller)
         .map_err(|full| {
             let detail = match full {
-                StreamsFull::Server => format!(
+                Full::All => format!(
                     "the server holds its maximum of {} streams; retry later",
                     push.max_streams
                 ),
-                StreamsFull::Caller => format!(
+                Full::Key => format!(
                     "this caller holds its share of {} streams (push.max_streams_per_caller); close one or retry later",
                     push.max_streams_per_caller
                 ),
