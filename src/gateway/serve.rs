@@ -40,8 +40,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::response::Response;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -60,12 +61,40 @@ use crate::config::ServerConfig;
 /// the peer's answer to a ping) before it is dropped.
 const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// Serves `router` on `listener` until `shutdown` completes, then drains for at most
+/// What [`serve`] hands every request to: the application, a router inside its layers. It is
+/// cloned once per connection and once per request, so a clone must be cheap (an `Arc`).
+pub trait Application:
+    tower::Service<
+        http::Request<Body>,
+        Response = Response,
+        Error = std::convert::Infallible,
+        Future: Send,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> Application for S where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = Response,
+            Error = std::convert::Infallible,
+            Future: Send,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then drains for at most
 /// `config.shutdown_grace`, applying `config`'s connection limits and timeouts throughout.
 /// With `tls`, every connection must complete a TLS handshake first.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    app: impl Application,
     tls: Option<Tls>,
     shutdown: impl Future<Output = ()>,
     config: ServerConfig,
@@ -108,7 +137,7 @@ pub async fn serve(
         // told to drain.
         let mut stopped = stopped.clone();
         let builders = Arc::clone(&builders);
-        let router = router.clone();
+        let app = app.clone();
         match &tls {
             None => {
                 let info = ConnectionInfo { peer, tls: false };
@@ -121,14 +150,13 @@ pub async fn serve(
                         info,
                         certificate: None,
                     };
-                    serve_connection(&builders, router, socket, protocol, stream, stopped).await;
+                    serve_connection(&builders, app, socket, protocol, stream, stopped).await;
                 });
             }
             Some(tls) => {
                 let tls = tls.clone();
                 tokio::spawn(async move {
-                    handshake_then_serve(&builders, router, &tls, peer, permit, stream, stopped)
-                        .await;
+                    handshake_then_serve(&builders, app, &tls, peer, permit, stream, stopped).await;
                 });
             }
         }
@@ -155,7 +183,7 @@ pub async fn serve(
 /// connection (which drains like any other once it is established).
 async fn handshake_then_serve(
     builders: &Builders,
-    router: Router,
+    app: impl Application,
     tls: &Tls,
     peer: SocketAddr,
     permit: Permit,
@@ -210,7 +238,7 @@ async fn handshake_then_serve(
         info: ConnectionInfo { peer, tls: true },
         certificate,
     };
-    serve_connection(builders, router, socket, protocol, stream, stopped).await;
+    serve_connection(builders, app, socket, protocol, stream, stopped).await;
 }
 
 /// The first bytes every HTTP/2 connection sends.
@@ -297,7 +325,7 @@ async fn sniff(stream: &TcpStream, stopped: &mut watch::Receiver<bool>) -> Optio
 /// until its response body ends.
 async fn serve_connection<S>(
     builders: &Builders,
-    router: Router,
+    app: impl Application,
     socket: Socket,
     protocol: Protocol,
     stream: S,
@@ -331,7 +359,7 @@ async fn serve_connection<S>(
             if let Some(certificate) = &certificate {
                 request.extensions_mut().insert(certificate.clone());
             }
-            let response = router.clone().oneshot(request);
+            let response = app.clone().oneshot(request.map(Body::new));
             let activity = Arc::clone(&activity);
             async move {
                 let response = response.await?;
@@ -459,7 +487,7 @@ mod tests {
     async fn ask(tls: Option<Tls>, client: reqwest::Client, scheme: &str) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = Router::new().route("/who", axum::routing::get(who));
+        let router = axum::Router::new().route("/who", axum::routing::get(who));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(serve(
             listener,
