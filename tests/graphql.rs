@@ -2127,3 +2127,75 @@ async fn a_graphql_websocket_over_its_quota_closes_with_4429_and_the_trace_id() 
     assert_eq!(code, 4429, "{reason}");
     assert!(reason.contains(&trace_id), "{reason} lacks {trace_id}");
 }
+
+/// `body` without its trace ids, which differ from request to request.
+fn without_trace_ids(mut body: Value) -> Value {
+    if let Some(errors) = body.get_mut("errors").and_then(Value::as_array_mut) {
+        for error in errors {
+            if let Some(extensions) = error.get_mut("extensions").and_then(Value::as_object_mut) {
+                assert!(extensions.remove("trace_id").is_some(), "{extensions:?}");
+            }
+        }
+    }
+    body
+}
+
+/// A request whose text, operation and variables validated before runs on the schema without
+/// extensions (`graphql::Executors`): it must answer exactly as the first time, errors and their
+/// cap included, and a document that passed for one request is still checked for the next.
+#[tokio::test]
+async fn a_query_seen_before_answers_as_it_did_the_first_time() {
+    let server = TestServer::start().await;
+    let max = server.app.config.graphql.max_errors;
+    let not_found: String = (0..30)
+        .map(|i| format!("o{i}: order(id: \"{}\") {{ id }} ", 9_000 + i))
+        .collect();
+    let cases = [
+        (
+            "nested",
+            r#"query One($id: ID!) { order(id: $id) { id status totalCents customer { id name }
+                items { quantity product { id name priceCents } } } __typename }"#
+                .to_owned(),
+            json!({ "id": "1" }),
+        ),
+        (
+            "a resolver error",
+            r#"{ order(id: "9999") { id } product(id: "1") { id name } }"#.to_owned(),
+            json!({}),
+        ),
+        ("30 resolver errors", format!("{{ {not_found} }}"), json!({})),
+        (
+            "@skip and @include",
+            r#"query($s: Boolean!) { product(id: "1") { id name @skip(if: $s) priceCents @include(if: $s) } }"#
+                .to_owned(),
+            json!({ "s": true }),
+        ),
+    ];
+    for (what, query, variables) in cases {
+        let first = without_trace_ids(post(&server, &query, variables.clone()).await.ok());
+        for round in 1..=2 {
+            let again = without_trace_ids(post(&server, &query, variables.clone()).await.ok());
+            assert_eq!(again, first, "{what}, round {round}");
+        }
+        if what == "30 resolver errors" {
+            assert_capped(&post(&server, &query, variables).await.ok(), max, 10, what);
+        }
+    }
+
+    // The same text with variables that do not validate is refused, as it would be first.
+    let query = "query($n: Int!) { orders(first: $n) { totalCount } }";
+    assert!(
+        post(&server, query, json!({ "n": 2 })).await.ok()["errors"].is_null(),
+        "valid variables"
+    );
+    let refused = post(&server, query, json!({ "n": "two" })).await.ok();
+    assert!(refused["errors"][0]["message"].is_string(), "{refused}");
+    assert!(refused.get("data").is_none(), "{refused}");
+
+    // A mutation that ran over POST is still refused over GET, however often it was seen.
+    let mutation = r#"mutation { cancelOrder(input: {id: "9999"}) { order { id } } }"#;
+    post(&server, mutation, json!({})).await.ok();
+    post(&server, mutation, json!({})).await.ok();
+    let answer = Answer::of(server.get("/graphql").query(&[("query", mutation)])).await;
+    assert_eq!(answer.status, 405, "{}", answer.text);
+}

@@ -5,10 +5,16 @@
 //! the query was the smaller part. Clients send the same few query texts again and again, so the
 //! work is remembered:
 //! - parsing depends on the query text alone: the parsed document is kept under its text;
-//! - validation depends on the document and the variables (the values of variables are checked
-//!   against their arguments), and on the schema and its limits, which never change while the server runs: a successful
-//!   result is kept under text + variables. Documents that fail to parse or validate are not
-//!   kept; they are checked again each time.
+//! - validation depends on the document, the operation chosen and the variables (the values of
+//!   variables are checked against their arguments), and on the schema and its limits, which
+//!   never change while the server runs: a successful result is kept under text + operation
+//!   name + variables. Documents that fail to parse or validate are not kept; they are checked
+//!   again each time.
+//!
+//! A request whose text, operation and variables validated before skips more than the two
+//! steps: [`DocumentCache::validated`] hands its document to the schema without extensions
+//! (`super::Executors`), whose executor resolves each field directly rather than through
+//! every extension's hook.
 //!
 //! Only documents that validated, and whose text is at most [`MAX_CACHED_QUERY_BYTES`], are
 //! kept: a parsed document can be a hundred times the size of its text (a flat 1 MiB selection
@@ -42,7 +48,8 @@ use crate::gateway::trace::TraceId;
 /// The longest query text that is cached; longer ones are parsed and validated every time.
 pub const MAX_CACHED_QUERY_BYTES: usize = 2048;
 
-/// The extension's factory; holds the shared maps and the guard's rules.
+/// The extension's factory; holds the shared maps and the guard's rules. A clone shares them.
+#[derive(Clone)]
 pub struct DocumentCache {
     parsed: Arc<Bounded<Arc<str>, ExecutableDocument>>,
     validated: Arc<Bounded<String, ValidationResult>>,
@@ -59,6 +66,45 @@ impl DocumentCache {
             rules: Arc::new(rules),
         }
     }
+}
+
+impl DocumentCache {
+    /// The parsed document of `request`, when the same text, operation and variables parsed
+    /// and validated before and the guard's rules allow it now (for GET with `via_get`): the
+    /// request can then run on the schema without extensions (see `super::Executors`). `None`
+    /// sends it the whole way: a new text, a persisted query (APQ must see it) or a
+    /// refusal, which the full way answers.
+    pub fn validated(
+        &self,
+        request: &Request,
+        via_get: bool,
+        trace_id: &TraceId,
+    ) -> Option<ExecutableDocument> {
+        let query = request.query.as_str();
+        if query.is_empty()
+            || query.len() > MAX_CACHED_QUERY_BYTES
+            || request.extensions.contains_key("persistedQuery")
+        {
+            return None;
+        }
+        self.validated.get(&validation_key(request))?;
+        let document = self.parsed.get(query)?;
+        self.rules
+            .check(&document, &request.variables, via_get, Some(trace_id))
+            .ok()?;
+        Some(document)
+    }
+}
+
+/// What a validation result is kept under: the text, the operation's name and the variables,
+/// separated by a byte that cannot occur in any of them (as JSON, for the variables).
+fn validation_key(request: &Request) -> String {
+    format!(
+        "{}\u{0}{}\u{0}{}",
+        request.query,
+        request.operation_name.as_deref().unwrap_or_default(),
+        serde_json::to_string(&request.variables).unwrap_or_default()
+    )
 }
 
 impl ExtensionFactory for DocumentCache {
@@ -82,7 +128,7 @@ struct PerRequest {
 
 /// Found at parse time, cached after a successful validation.
 struct Pending {
-    /// Text and variables: the validation result's key.
+    /// Text, operation and variables: the validation result's key.
     validation_key: String,
     /// The text and its parsed document, when the document was not cached yet.
     parsed: Option<(Arc<str>, ExecutableDocument)>,
@@ -124,11 +170,7 @@ impl Extension for PerRequest {
             self.rules
                 .check(&document, &request.variables, via_get, trace_id.as_ref())?;
             if cacheable {
-                // Text and variables, separated by a byte that cannot occur in either's JSON.
-                let validation_key = format!(
-                    "{query}\u{0}{}",
-                    serde_json::to_string(&request.variables).unwrap_or_default()
-                );
+                let validation_key = validation_key(&request);
                 let parsed = (!hit).then(|| (Arc::from(query), document.clone()));
                 *lock(&self.pending) = Some(Pending {
                     validation_key,

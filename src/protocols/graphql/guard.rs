@@ -175,7 +175,7 @@ impl Extension for LimitsPerRequest {
 /// Gives each error async-graphql raised by itself its row of the table, then keeps the first
 /// `max` errors and replaces the others by one that says how many were left off (with the
 /// first one's message and row).
-fn finish(errors: &mut Vec<ServerError>, max: usize, trace_id: Option<&TraceId>) {
+pub(super) fn finish(errors: &mut Vec<ServerError>, max: usize, trace_id: Option<&TraceId>) {
     for error in errors.iter_mut() {
         if error
             .extensions

@@ -51,38 +51,101 @@ const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
 /// Builds the schema with the configured limits; `app` is available to every resolver.
 pub fn schema(app: Option<AppState>, config: &GraphqlConfig) -> PolyportSchema {
-    // The cost model reads the schema's shape from its SDL, which is that of the bare schema.
-    let shape = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
-        .finish()
-        .sdl();
-    let default_page = app
-        .as_ref()
-        .map_or_else(PageLimits::default, |app| app.page_limits())
-        .default;
-    // Extensions run outermost first. The limits come before persisted queries, so a text over
-    // graphql.max_document_bytes is never parsed or persisted; the document cache comes after
-    // them, so the guard's rules see every document, cached, persisted or neither.
-    let mut builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
-        .limit_depth(config.max_depth)
-        .extension(guard::Limits {
-            max_document_bytes: config.max_document_bytes,
+    Executors::new(app, config).full
+}
+
+/// The schema twice, for two ways through it:
+/// - `full`, with every extension: the request guard's limits, Automatic Persisted Queries and
+///   the document cache, and async-graphql's strict validation. Every request that is new
+///   (its text, operation or variables not validated before), persisted, or refused goes this
+///   way, as does every subscription.
+/// - `bare`, without extensions, for a request whose text, operation and variables validated
+///   on `full` before ([`cache::DocumentCache::validated`], which applies the guard's rules
+///   to it again). With no extension async-graphql resolves each field directly: with one, it
+///   sends every field through every extension's boxed hook and looks the field up in the
+///   registry, about a fifth of the instructions of a small query (callgrind, BENCHMARKS.md).
+///   Validation is the `Fast` kind, which still measures depth and complexity; the rest it
+///   skips is what the same request passed before on `full`. The guard's error rows and cap
+///   are applied by the caller ([`guard::finish`]).
+#[derive(Clone)]
+pub struct Executors {
+    /// Every extension, strict validation.
+    pub full: PolyportSchema,
+    /// No extension, for requests `documents` has seen validate.
+    bare: PolyportSchema,
+    documents: cache::DocumentCache,
+    max_errors: usize,
+}
+
+impl Executors {
+    /// Both schemas with the configured limits; `app` is available to every resolver.
+    pub fn new(app: Option<AppState>, config: &GraphqlConfig) -> Self {
+        // The cost model reads the schema's shape from its SDL, which is that of the bare schema.
+        let shape = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+            .finish()
+            .sdl();
+        let default_page = app
+            .as_ref()
+            .map_or_else(PageLimits::default, |app| app.page_limits())
+            .default;
+        let rules = guard::Rules {
+            introspection: config.introspection,
+            pricing: cost::Pricing::new(&shape, config.max_complexity, default_page),
+        };
+        let documents = cache::DocumentCache::new(config.document_cache, rules);
+        let builder = || {
+            let mut builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+                .limit_depth(config.max_depth);
+            if !config.introspection {
+                builder = builder.disable_introspection();
+            }
+            if let Some(app) = &app {
+                builder = builder.data(app.clone());
+            }
+            builder
+        };
+        // Extensions run outermost first. The limits come before persisted queries, so a text
+        // over graphql.max_document_bytes is never parsed or persisted; the document cache
+        // comes after them, so the guard's rules see every document, cached, persisted or
+        // neither.
+        let full = builder()
+            .extension(guard::Limits {
+                max_document_bytes: config.max_document_bytes,
+                max_errors: config.max_errors,
+            })
+            .extension(ApolloPersistedQueries::new(LruCacheStorage::new(
+                config.persisted_queries,
+            )))
+            .extension(documents.clone())
+            .finish();
+        let bare = builder()
+            .validation_mode(async_graphql::ValidationMode::Fast)
+            .finish();
+        Self {
+            full,
+            bare,
+            documents,
             max_errors: config.max_errors,
-        })
-        .extension(ApolloPersistedQueries::new(LruCacheStorage::new(
-            config.persisted_queries,
-        )));
-    if !config.introspection {
-        builder = builder.disable_introspection();
+        }
     }
-    let rules = guard::Rules {
-        introspection: config.introspection,
-        pricing: cost::Pricing::new(&shape, config.max_complexity, default_page),
-    };
-    builder = builder.extension(cache::DocumentCache::new(config.document_cache, rules));
-    if let Some(app) = app {
-        builder = builder.data(app);
+
+    /// Runs a query or mutation: on `bare` when its document validated before, else on `full`.
+    async fn execute(
+        &self,
+        mut request: async_graphql::Request,
+        via_get: bool,
+        trace_id: &TraceId,
+    ) -> async_graphql::Response {
+        match self.documents.validated(&request, via_get, trace_id) {
+            Some(document) => {
+                request.set_parsed_query(document);
+                let mut response = self.bare.execute(request).await;
+                guard::finish(&mut response.errors, self.max_errors, Some(trace_id));
+                response
+            }
+            None => self.full.execute(request).await,
+        }
     }
-    builder.finish()
 }
 
 /// The SDL of the schema, as checked in at `schema.graphql`.
@@ -93,12 +156,12 @@ pub fn sdl() -> String {
 #[derive(Clone)]
 struct GraphqlState {
     app: AppState,
-    schema: PolyportSchema,
+    schema: Executors,
 }
 
 /// `/graphql` and `/graphql/ws`.
 pub fn routes(app: &AppState) -> Router {
-    let schema = schema(Some(app.clone()), &app.config.graphql);
+    let schema = Executors::new(Some(app.clone()), &app.config.graphql);
     Router::new()
         .route("/graphql", get(get_graphql).post(post_graphql))
         // The GraphQL extractor streams the body itself, past axum's DefaultBodyLimit: enforce
@@ -211,7 +274,8 @@ async fn execute(
 ) -> Result<Response, ApiError> {
     let media = negotiate(headers)?;
     let mut request = request.into_inner();
-    if method == Method::GET {
+    let via_get = method == Method::GET;
+    if via_get {
         // Checked by the guard's rules once the document is known, persisted or not.
         request = request.data(guard::ViaGet);
     }
@@ -222,9 +286,9 @@ async fn execute(
                 .get("idempotency-key")
                 .map(|v| v.to_str().unwrap_or_default().to_owned()),
         ))
-        .data(trace_id)
+        .data(trace_id.clone())
         .data(who);
-    let response = state.schema.execute(request).await;
+    let response = state.schema.execute(request, via_get, &trace_id).await;
     if let Some((error, row)) = response
         .errors
         .iter()

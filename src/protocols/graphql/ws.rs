@@ -78,7 +78,7 @@ pub(super) async fn upgrade(
         .on_upgrade(move |socket| {
             serve(
                 state.app,
-                state.schema,
+                state.schema.full,
                 protocol,
                 (who, peer),
                 trace_id,
