@@ -71,25 +71,44 @@ pub fn routes(app: &AppState) -> Router {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .expect("the compiled descriptor set is valid");
-    Routes::new(orders)
+    let health = HealthServer::new(HealthService::from_health_reporter(app.health.clone()));
+    let names = [
+        name_of(&orders),
+        name_of(&reflection_v1),
+        name_of(&reflection_v1alpha),
+        name_of(&health),
+    ];
+    let services = Routes::new(orders)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(HealthServer::new(HealthService::from_health_reporter(
-            app.health.clone(),
-        )))
-        .into_axum_router()
+        .add_service(health)
+        .prepare();
+    // The layers wrap all the services once; each service's path then leads to that one
+    // stack (a layer on every route would cost a boxed copy of the route per layer and per
+    // call). Outermost first.
+    let grpc = tower::ServiceBuilder::new()
+        // tonic's codec names bad input INTERNAL / OUT_OF_RANGE; the table says otherwise.
+        .layer(middleware::from_fn(fix_codec_errors))
+        // Browsers may call from a page on another origin (a dev server on another port).
+        // Any origin, no cookies: credentials travel in headers, which CORS lists explicitly.
+        .layer(cors())
+        // Browsers: gRPC-Web requests are translated to gRPC and back.
+        .layer(tonic_web::GrpcWebLayer::new())
+        .map_request(|request: http::Request<tonic::body::Body>| request.map(axum::body::Body::new))
         // Health Watch streams are open to anyone, so they count under the stream caps too.
         .layer(middleware::from_fn_with_state(
             app.clone(),
             count_health_watches,
         ))
-        // Browsers: gRPC-Web requests are translated to gRPC and back.
-        .layer(tonic_web::GrpcWebLayer::new())
-        // ... and may come from a page on another origin (a dev server on another port).
-        // Any origin, no cookies: credentials travel in headers, which CORS lists explicitly.
-        .layer(cors())
-        // tonic's codec names bad input INTERNAL / OUT_OF_RANGE; the table says otherwise.
-        .layer(middleware::from_fn(fix_codec_errors))
+        .service(services);
+    names.into_iter().fold(Router::new(), |router, name| {
+        router.route_service(&format!("/{name}/{{*rest}}"), grpc.clone())
+    })
+}
+
+/// The gRPC name of a service (`polyport.orders.v1.Orders`), the first segment of its paths.
+fn name_of<S: tonic::server::NamedService>(_: &S) -> &'static str {
+    S::NAME
 }
 
 /// Middleware: a `grpc.health.v1.Health/Watch` stream takes a stream place (the caps of
