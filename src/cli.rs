@@ -282,11 +282,19 @@ fn init_logging(default_level: &str) -> tracing_appender::non_blocking::WorkerGu
             64 * 1024,
             std::io::stderr(),
         ));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(writer);
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        // For a person: tracing-subscriber's own format, in colour.
+        builder.with_ansi(true).init();
+    } else {
+        // For a file or a collector: the same text, made cheaply (see `logline`).
+        builder
+            .with_ansi(false)
+            .event_format(crate::logline::Line)
+            .init();
+    }
     guard
 }
 

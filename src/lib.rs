@@ -18,6 +18,7 @@ pub mod config;
 pub mod devcerts;
 pub mod domain;
 pub mod gateway;
+pub mod logline;
 pub mod protocols;
 pub mod webhooks;
 pub mod wire;
