@@ -5,7 +5,7 @@ bare tonic) and examples/ws_roundtrip (WebSocket commands), against release buil
     scripts/loadtest.py BIN_DIR [--runs 3] [--seconds 10] [--connections 64]
                         [--only rest,rest_include,graphql,grpc,ws,hello_hyper,hello_tonic]
                         [--preload /usr/lib/x86_64-linux-gnu/libjemalloc.so.2] [--label NAME]
-                        [--server-env RUST_LOG=warn] [--node DIR]
+                        [--server-env RUST_LOG=warn] [--node DIR] [--before DIR]
 
 BIN_DIR holds polyport and examples/{hello_hyper,hello_tonic,ws_roundtrip} from the same release
 profile. Each server runs alone on core 0 and the load generator on core 1 (taskset), so they
@@ -17,6 +17,8 @@ by itself. --preload starts the server with LD_PRELOAD (to compare allocators on
 
 --node DIR adds the Node.js peer (a copy of ../shared/peers/node with `npm install` done) as
 node_rest, node_graphql (mercurius with graphql-jit) and node_grpc, measured in the same rounds.
+--before DIR adds an earlier build's polyport (DIR/polyport) as rest_before, rest_nested_before,
+graphql_before and grpc_before, so "before" and "after" are measured in the same rounds.
 Before each timed run one request is sent and its answer checked (2xx, and no GraphQL
 `errors`), so a figure never counts fast failures.
 """
@@ -206,11 +208,16 @@ def main():
                         help="KEY=VALUE for the server, e.g. RUST_LOG=warn (repeatable)")
     parser.add_argument("--label", default="")
     parser.add_argument("--node", help="a copy of the Node peer with npm install done")
+    parser.add_argument("--before", help="a directory with an earlier build's polyport")
     args = parser.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="pp-load-")
     node_dir = os.path.abspath(args.node) if args.node else None
     table = workloads(os.path.abspath(args.bin_dir), args.connections, tmp, node_dir)
+    if args.before:
+        earlier = workloads(os.path.abspath(args.before), args.connections, tmp)
+        for name in ("rest", "rest_include", "rest_nested", "graphql", "grpc"):
+            table[f"{name}_before"] = earlier[name]
     names = args.only.split(",")
     runs = {name: [] for name in names}
     print(f"load average at start: {os.getloadavg()}", flush=True)
