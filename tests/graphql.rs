@@ -1240,9 +1240,9 @@ async fn a_page_of_100_orders_loads_customers_and_products_in_batches() {
         }
     }
     // One look-up per order and per item would be 100 + `items` (over 300). Batched, it is one
-    // customer and one product look-up, usually: a DataLoader collects ids for a short window
-    // (1 ms), so on a slow machine a batch may be split in two or three where execution yields.
-    // The bound leaves room for that rather than depend on speed.
+    // customer and one product look-up, usually: a DataLoader collects the ids asked for until
+    // the request's task yields, so a batch may be split in two or three where execution
+    // yields early. The bound leaves room for that rather than depend on scheduling.
     assert!(
         lookups <= 10,
         "{lookups} customer/product look-ups for 100 orders and {items} items: not batched"
