@@ -116,6 +116,10 @@ impl App {
             // gRPC is more routes on the same router: `/polyport.orders.v1.Orders/GetOrder`, ...
             .merge(protocols::grpc::routes(&self.state))
             .merge(protocols::graphql::routes(&self.state))
+            // Stream tickets: how a browser's EventSource authenticates without a key in its URL.
+            .merge(crate::gateway::auth::tickets::routes(Arc::clone(
+                &self.gate.auth,
+            )))
             // OAuth 2.0: the token and revocation endpoints (their clients authenticate in the
             // request itself).
             .merge(crate::gateway::auth::oauth::routes(Arc::clone(

@@ -488,6 +488,9 @@ pub struct AuthConfig {
     pub tokens: TokensConfig,
     /// The OAuth 2.0 clients allowed at `POST /v1/auth/token` (`[[auth.clients]]`).
     pub clients: Vec<ClientConfig>,
+    /// How long a stream ticket from `POST /v1/stream-tickets` may wait for its one use.
+    #[serde(deserialize_with = "duration")]
+    pub stream_ticket_ttl: Duration,
 }
 
 impl Default for AuthConfig {
@@ -499,6 +502,7 @@ impl Default for AuthConfig {
             first_message_timeout: Duration::from_secs(5),
             tokens: TokensConfig::default(),
             clients: Vec::new(),
+            stream_ticket_ttl: Duration::from_secs(10),
         }
     }
 }

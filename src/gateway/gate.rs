@@ -215,10 +215,10 @@ fn accepts_html(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("text/html"))
 }
 
-/// The `access_token` query parameter, if present.
+/// The `access_token` or `ticket` (a stream ticket, `auth::tickets`) query parameter, if present.
 fn query_token(query: Option<&str>) -> Option<String> {
     url::form_urlencoded::parse(query?.as_bytes())
-        .find(|(name, _)| name == "access_token")
+        .find(|(name, _)| name == "access_token" || name == "ticket")
         .map(|(_, value)| value.into_owned())
 }
 
@@ -380,6 +380,13 @@ mod tests {
                 Access::Protected,
             ),
             (Method::GET, "/graphql", None, &html, Access::Open),
+            (
+                Method::POST,
+                "/v1/stream-tickets",
+                None,
+                &none,
+                Access::Protected,
+            ),
             (
                 Method::GET,
                 "/graphql",
