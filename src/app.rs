@@ -116,7 +116,8 @@ impl App {
             // gRPC is more routes on the same router: `/polyport.orders.v1.Orders/GetOrder`, ...
             .merge(protocols::grpc::routes(&self.state))
             .merge(protocols::graphql::routes(&self.state))
-            // Stream tickets: how a browser's EventSource authenticates without a key in its URL.
+            // The workshop page (`/`, `/ui/...`) and the stream tickets its browser streams use.
+            .merge(protocols::workshop::routes(&self.state))
             .merge(crate::gateway::auth::tickets::routes(Arc::clone(
                 &self.gate.auth,
             )))

@@ -21,6 +21,7 @@
 //! a load balancer must always be able to ask.
 //!
 //! Open without credentials: the probes, the problem-type documentation, the GraphiQL page,
+//! the workshop page (`/` and its assets under `/ui/`),
 //! the OAuth endpoints (their clients authenticate in the request itself), signed inbound
 //! webhooks (the signature is the credential) and gRPC health. The WebSocket endpoints may
 //! also be opened without credentials; the client then authenticates in its first message.
@@ -193,6 +194,9 @@ pub fn access(method: &Method, path: &str, query: Option<&str>, headers: &Header
         "/graphql" if method == Method::GET && query.is_none() && accepts_html(headers) => {
             Access::Open
         }
+        // The workshop page and its assets; what the page calls is guarded as usual.
+        "/" if method == Method::GET => Access::Open,
+        _ if method == Method::GET && path.starts_with("/ui/") => Access::Open,
         "/v1/ws" | "/graphql/ws" if upgrade => Access::Deferrable,
         _ => Access::Protected,
     }
@@ -380,6 +384,9 @@ mod tests {
                 Access::Protected,
             ),
             (Method::GET, "/graphql", None, &html, Access::Open),
+            (Method::GET, "/", None, &none, Access::Open),
+            (Method::GET, "/ui/app.js", None, &none, Access::Open),
+            (Method::POST, "/", None, &none, Access::Protected),
             (
                 Method::POST,
                 "/v1/stream-tickets",

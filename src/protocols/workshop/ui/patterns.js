@@ -1,0 +1,72 @@
+// Patterns, shown: each demo is a few real requests and what their answers say.
+
+import { call, createOrder } from "./api.js";
+
+const header = (answer, name) => (answer.headers.find(([k]) => k === name) || [])[1];
+
+function lines(root, items) {
+  root.replaceChildren(...items.map((text) => {
+    const li = document.createElement("li");
+    li.textContent = text;
+    return li;
+  }));
+}
+
+/** Idempotency: the same create twice with one key is one order; the second is a replay. */
+export async function idempotency(root) {
+  const key = `workshop-${crypto.randomUUID()}`;
+  const first = await createOrder({ "Idempotency-Key": key });
+  const second = await createOrder({ "Idempotency-Key": key });
+  const same = first.json?.id !== undefined && first.json.id === second.json?.id;
+  root.dataset.orders = same ? "1" : "2";
+  lines(root.querySelector("ol"), [
+    `Idempotency-Key: ${key}`,
+    `1st POST /v1/orders → ${first.status}, order ${first.json?.id}, Idempotent-Replayed: ${header(first, "idempotent-replayed") ?? "(absent)"}`,
+    `2nd POST /v1/orders → ${second.status}, order ${second.json?.id}, Idempotent-Replayed: ${header(second, "idempotent-replayed") ?? "(absent)"}`,
+    same ? "One order: the retry was answered from the record of the first." : "Two orders: the key did not hold!",
+  ]);
+}
+
+/** Conditional requests: ETag, then 304 with If-None-Match, then 412 on a stale If-Match. */
+export async function conditional(root) {
+  const read = await call("GET", "/v1/orders/1");
+  const etag = header(read, "etag");
+  const again = await call("GET", "/v1/orders/1", { headers: { "If-None-Match": etag } });
+  const stale = await call("DELETE", "/v1/orders/1", { headers: { "If-Match": '"stale-version"' } });
+  root.dataset.statuses = `${read.status},${again.status},${stale.status}`;
+  lines(root.querySelector("ol"), [
+    `GET /v1/orders/1 → ${read.status}, ETag: ${etag}, ${read.bytes.length} B`,
+    `GET with If-None-Match: ${etag} → ${again.status} (${again.bytes.length} B: nothing to send again)`,
+    `DELETE with If-Match: "stale-version" → ${stale.status} ${stale.json?.type ?? ""}: nothing deleted`,
+  ]);
+}
+
+/**
+ * A burst past the caller's quota: reads how many requests are left (the RateLimit header),
+ * then sends waves of 50 at once until one is refused. The browser sends at most six at a
+ * time over HTTP/1.1, and the bucket refills meanwhile, so it takes more than the quota left.
+ * Bounded: at most 2000 requests.
+ */
+export async function rateLimit(root) {
+  const probe = await call("GET", "/v1/orders?limit=1");
+  const policy = header(probe, "ratelimit-policy");
+  const remaining = Number((header(probe, "ratelimit") || "").match(/r=(\d+)/)?.[1] ?? NaN);
+  if (!policy || Number.isNaN(remaining)) {
+    root.dataset.limited = "off";
+    lines(root.querySelector("ol"), ["Rate limiting is off on this server: no RateLimit headers, no 429."]);
+    return;
+  }
+  const answers = [];
+  while (answers.length < 2000 && !answers.some((a) => a.status === 429)) {
+    answers.push(...await Promise.all(Array.from({ length: 50 }, () => call("GET", "/v1/orders?limit=1"))));
+  }
+  const count = answers.length;
+  const refused = answers.filter((a) => a.status === 429);
+  const first = refused[0];
+  root.dataset.limited = refused.length ? "429" : "none";
+  lines(root.querySelector("ol"), [
+    `RateLimit-Policy: ${policy}; ${remaining} requests left before the burst`,
+    `sent ${count} at once: ${answers.length - refused.length} answered, ${refused.length} refused with 429`,
+    first ? `a 429: Retry-After: ${header(first, "retry-after")}, RateLimit: ${header(first, "ratelimit")}, ${first.json?.type}` : "no 429 (the bucket refilled in time)",
+  ]);
+}
