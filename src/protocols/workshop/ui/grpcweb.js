@@ -96,6 +96,11 @@ export function decode(bytes, table) {
     else v = Number(raw);
     if (repeated) (value[name] ??= []).push(v); else value[name] = v;
   }
+  // Proto3 leaves out a scalar that has its default value: absent means 0, "" or [].
+  for (const [name, type, , repeated] of Object.values(table)) {
+    if (value[name] !== undefined || type === "message") continue;
+    value[name] = repeated ? [] : type === "string" ? "" : 0;
+  }
   return value;
 }
 

@@ -62,7 +62,9 @@ export const OPERATIONS = {
   },
 };
 
-const headerText = (pairs) => pairs.map(([k, v]) => `${k}: ${v}`).join("\n");
+// The key is shown cut short: the playground is on a projector.
+const shown = (name, value) => /^authorization$/i.test(name) ? `${value.slice(0, 14)}… (cut here)` : value;
+const headerText = (pairs) => pairs.map(([k, v]) => `${k}: ${shown(k, v)}`).join("\n");
 const pretty = (text) => { try { return JSON.stringify(JSON.parse(text), null, 2); } catch { return text; } };
 
 /** What the card for one protocol shows: a uniform view of each protocol's answer. */
