@@ -41,6 +41,37 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// HTTPS and mutual TLS (off by default).
     pub tls: TlsConfig,
+    /// Faults injected on purpose, for teaching (none by default).
+    pub chaos: ChaosConfig,
+}
+
+/// `[chaos]`: faults injected on purpose so a room can watch retries, deadlines, idempotent
+/// replays and stream resumption work. No rules (the default): nothing is injected.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChaosConfig {
+    /// The rules, tried in order; the first that matches a request applies.
+    pub rules: Vec<ChaosRule>,
+}
+
+/// One `[[chaos.rules]]` entry (also the JSON of `PUT /v1/chaos`): which requests, and what
+/// happens to them. Empty matchers match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChaosRule {
+    /// Only these protocols: `rest`, `grpc`, `graphql`, `sse`, `websocket`, `long_poll`.
+    pub protocols: Vec<String>,
+    /// Only paths starting with this (`/v1/orders`, `/polyport.orders.v1.Orders/GetOrder`).
+    pub path_prefix: String,
+    /// Only requests carrying this header (a name, or `name=value`).
+    pub header: String,
+    /// Wait this long before handling the request.
+    pub latency_ms: u64,
+    /// Answer with this row of the error table (its slug, e.g. `unavailable`) instead.
+    pub error: String,
+    /// End a streaming response this long after it starts (SSE, gRPC and gRPC-Web streams,
+    /// long polls).
+    pub drop_after_ms: u64,
 }
 
 /// `[tls]`: HTTPS on the same port, and optionally client certificates (mutual TLS).

@@ -55,6 +55,8 @@ pub struct Gate {
     pub limiter: Arc<RateLimiter>,
     /// What one request may be, and how many may be handled at once.
     pub requests: RequestLimits,
+    /// Faults injected for teaching; off unless configured (one atomic load per request).
+    pub chaos: Arc<crate::gateway::chaos::Chaos>,
 }
 
 /// The limits every request meets before anything else: the size of one header field, and
@@ -320,7 +322,11 @@ pub async fn layer(State(gate): State<Arc<Gate>>, mut request: Request, next: Ne
             extra,
         );
     }
-    let mut response = next.run(request).await;
+    let mut response = if gate.chaos.armed() {
+        gate.chaos.run(request, next).await
+    } else {
+        next.run(request).await
+    };
     response.headers_mut().extend(limit_headers);
     response
 }
