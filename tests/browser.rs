@@ -155,8 +155,19 @@ async fn the_idempotency_demo_creates_exactly_one_order_and_conditional_requests
 
 #[tokio::test]
 async fn the_rate_limit_demo_shows_a_429() {
-    let (server, key) = dev_mode(Config::default()).await;
+    // A small quota that refills slowly: with the default (100 a second) a loaded machine's
+    // browser may never send faster than the bucket refills.
+    let mut config = Config::default();
+    config.rate_limit.caller.burst = 30;
+    config.rate_limit.caller.refill_per_second = 2;
+    let (server, key) = dev_mode(config).await;
     scenario("ratelimit", &server, &key).await;
+}
+
+#[tokio::test]
+async fn a_chaos_knob_set_on_the_page_injects_the_same_error_on_every_protocol_until_turned_off() {
+    let (server, key) = dev_mode(Config::default()).await;
+    scenario("chaos", &server, &key).await;
 }
 
 /// The docs explorer is not checked: GraphiQL's introspection query is refused today by the

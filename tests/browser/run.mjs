@@ -188,6 +188,34 @@ const scenarios = {
     check(limited === "429", `no 429: ${text}`);
   },
 
+  /** A chaos knob set on the page: its injected error on all three protocols, then off. */
+  async chaos(page) {
+    const row = (await api("GET", "/problems", undefined, { Accept: "application/json" })).json.data
+      .find((r) => r.type === "/problems/unavailable");
+    provoke(row.status, "/v1/orders/1");
+    provoke(row.status, "/graphql");
+    await openFeed(page);
+    await page.selectOption("#chaos-error", "unavailable");
+    await page.click("#chaos button[data-preset=error]");
+    await page.waitForSelector("#chaos[data-done=true]");
+    check(await page.$eval("#chaos", (e) => e.dataset.rules) === "1", "the rule was not set");
+    await page.check("#chaos-header");
+    await page.click("#operations button[data-op=get]");
+    await page.waitForSelector("#cards[data-operation=get][data-done=true]");
+    const codes = await page.$$eval("#cards .card", (cards) => cards.map((c) => c.dataset.code));
+    check(JSON.stringify(codes) === JSON.stringify([row.type, row.graphql_code, row.grpc_code]),
+      `injected error shown as ${codes}, the table says ${[row.type, row.graphql_code, row.grpc_code]}`);
+    if (shots) await page.locator("#playground").screenshot({ path: join(shots, "workshop-chaos.png") });
+    await page.click("#chaos button[data-preset=off]");
+    await page.waitForSelector("#chaos[data-rules='0']");
+    await page.click("#operations button[data-op=list]");
+    await page.waitForSelector("#cards[data-operation=list][data-done=true]");
+    await page.click("#operations button[data-op=get]");
+    await page.waitForSelector("#cards[data-operation=get][data-done=true]");
+    const after = await page.$$eval("#cards .card .outcome", (els) => els.map((e) => e.textContent));
+    check(/^HTTP 200/.test(after[0]) && after[2].startsWith("OK"), `chaos off, yet: ${after}`);
+  },
+
   /** GraphiQL from the binary, with the key: a query runs, and a subscription sees a new order. */
   async graphiql(page) {
     await page.goto(base + "/graphql");

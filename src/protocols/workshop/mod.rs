@@ -50,6 +50,7 @@ const ASSETS: &[Asset] = assets! {
     "grpcweb.js" => JS, "ui/grpcweb.js";
     "playground.js" => JS, "ui/playground.js";
     "patterns.js" => JS, "ui/patterns.js";
+    "chaos.js" => JS, "ui/chaos.js";
     "graphiql.js" => JS, "ui/graphiql.js";
     "graphiql/3.8.3/react.production.min.js" => JS,
         "../../../vendor/graphiql/react.production.min.js";

@@ -4,6 +4,7 @@ import { session, probe, createOrder } from "./api.js";
 import { startFeed } from "./feed.js";
 import * as playground from "./playground.js";
 import * as patterns from "./patterns.js";
+import * as chaos from "./chaos.js";
 
 const $ = (selector) => document.querySelector(selector);
 let columns = [];
@@ -50,6 +51,8 @@ for (const [id, run] of [["idempotency", patterns.idempotency], ["conditional", 
     root.dataset.done = "true";
   });
 }
+
+chaos.setUp($("#chaos"));
 
 // With auth off, or a key already in this tab, the feed starts as soon as the page opens.
 connect();

@@ -23,42 +23,41 @@ async function freshOrderId() {
   return made.json.id;
 }
 
-/** The operations, each as the three requests that do it. */
+/**
+ * The operations, each as the three requests that do it. `h` is the extra headers of this run
+ * (`X-Chaos: on` when that box is ticked, for a chaos rule to match).
+ */
 export const OPERATIONS = {
   get: {
-    label: "Get order 1",
-    rest: () => call("GET", "/v1/orders/1"),
-    graphql: () => gql(`query { order(id: "1") { ${ORDER_FIELDS} } }`),
-    grpc: () => grpcCall("GetOrder", grpc.GetOrderRequest, { id: "1" }, grpc.Order),
+    rest: ({ h }) => call("GET", "/v1/orders/1", { headers: h }),
+    graphql: ({ h }) => gql(`query { order(id: "1") { ${ORDER_FIELDS} } }`, undefined, h),
+    grpc: ({ h }) => grpcCall("GetOrder", grpc.GetOrderRequest, { id: "1" }, grpc.Order, h),
   },
   list: {
-    label: "List a page of 3",
-    rest: () => call("GET", "/v1/orders?limit=3"),
-    graphql: () => gql(`query { orders(first: 3) { edges { node { id status totalCents } } pageInfo { endCursor hasNextPage } } }`),
-    grpc: () => grpcCall("ListOrders", grpc.ListOrdersRequest, { limit: 3 }, grpc.Order),
+    rest: ({ h }) => call("GET", "/v1/orders?limit=3", { headers: h }),
+    graphql: ({ h }) => gql(`query { orders(first: 3) { edges { node { id status totalCents } } pageInfo { endCursor hasNextPage } } }`, undefined, h),
+    grpc: ({ h }) => grpcCall("ListOrders", grpc.ListOrdersRequest, { limit: 3 }, grpc.Order, h),
   },
   create: {
-    label: "Create, one Idempotency-Key for all three",
+    // One key for all three: the second and third are replays of the first, over other protocols.
     shared: () => ({ key: `workshop-${crypto.randomUUID()}` }),
-    rest: ({ key }) => createOrder({ "Idempotency-Key": key }),
-    graphql: ({ key }) => gql(`mutation { createOrder(input: { customerId: "1", items: [{ productId: "1", quantity: 1 }] }) { order { ${ORDER_FIELDS} } } }`,
-      undefined, { "Idempotency-Key": key }),
-    grpc: ({ key }) => grpcCall("CreateOrder", grpc.CreateOrderRequest,
-      { customer_id: "1", items: [{ product_id: "1", quantity: 1 }] }, grpc.Order, { "Idempotency-Key": key }),
+    rest: ({ key, h }) => createOrder({ ...h, "Idempotency-Key": key }),
+    graphql: ({ key, h }) => gql(`mutation { createOrder(input: { customerId: "1", items: [{ productId: "1", quantity: 1 }] }) { order { ${ORDER_FIELDS} } } }`,
+      undefined, { ...h, "Idempotency-Key": key }),
+    grpc: ({ key, h }) => grpcCall("CreateOrder", grpc.CreateOrderRequest,
+      { customer_id: "1", items: [{ product_id: "1", quantity: 1 }] }, grpc.Order, { ...h, "Idempotency-Key": key }),
   },
   cancel: {
-    label: "Cancel a fresh order",
-    rest: async () => call("POST", `/v1/orders/${await freshOrderId()}/cancellations`, { body: { reason: "workshop" } }),
-    graphql: async () => gql(`mutation($id: ID!) { cancelOrder(input: { id: $id, reason: "workshop" }) { order { id status version } } }`,
-      { id: await freshOrderId() }),
-    grpc: async () => grpcCall("CancelOrder", grpc.CancelOrderRequest,
-      { id: await freshOrderId(), reason: "workshop" }, grpc.Order),
+    rest: async ({ h }) => call("POST", `/v1/orders/${await freshOrderId()}/cancellations`, { body: { reason: "workshop" }, headers: h }),
+    graphql: async ({ h }) => gql(`mutation($id: ID!) { cancelOrder(input: { id: $id, reason: "workshop" }) { order { id status version } } }`,
+      { id: await freshOrderId() }, h),
+    grpc: async ({ h }) => grpcCall("CancelOrder", grpc.CancelOrderRequest,
+      { id: await freshOrderId(), reason: "workshop" }, grpc.Order, h),
   },
   fail: {
-    label: "A request that fails (order 999999)",
-    rest: () => call("GET", "/v1/orders/999999"),
-    graphql: () => gql(`query { order(id: "999999") { id } }`),
-    grpc: () => grpcCall("GetOrder", grpc.GetOrderRequest, { id: "999999" }, grpc.Order),
+    rest: ({ h }) => call("GET", "/v1/orders/999999", { headers: h }),
+    graphql: ({ h }) => gql(`query { order(id: "999999") { id } }`, undefined, h),
+    grpc: ({ h }) => grpcCall("GetOrder", grpc.GetOrderRequest, { id: "999999" }, grpc.Order, h),
   },
 };
 
@@ -100,7 +99,8 @@ function view(protocol, answer) {
 /** Runs `name` over the three protocols, one after the other, and fills the three cards. */
 export async function run(root, name) {
   const operation = OPERATIONS[name];
-  const shared = operation.shared ? operation.shared() : {};
+  const chaos = document.querySelector("#chaos-header")?.checked;
+  const shared = { ...(operation.shared ? operation.shared() : {}), h: chaos ? { "X-Chaos": "on" } : {} };
   root.dataset.operation = name;
   root.dataset.done = "false";
   for (const protocol of ["rest", "graphql", "grpc"]) {
