@@ -32,6 +32,12 @@ fn config() -> Config {
     config
 }
 
+/// The JSON body of `request`'s answer.
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    let response = request.send().await.expect("request");
+    response.json().await.expect("a JSON body")
+}
+
 /// `GET /v1/orders/1`, `query { order(id: "1") }` and `GetOrder(1)`, each with `headers`:
 /// the REST status and problem type, the GraphQL code and the gRPC code with its reason.
 async fn get_order_everywhere(
@@ -48,14 +54,11 @@ async fn get_order_everywhere(
         .unwrap();
     let status = rest.status().as_u16();
     let rest: Value = rest.json().await.unwrap();
-    let graphql: Value = with(server.post("/graphql").bearer_auth(ADMIN))
-        .json(&json!({ "query": r#"{ order(id: "1") { id } }"# }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let graphql = json_of(
+        with(server.post("/graphql").bearer_auth(ADMIN))
+            .json(&json!({ "query": r#"{ order(id: "1") { id } }"# })),
+    )
+    .await;
     let mut client = OrdersClient::new(server.grpc_channel().await);
     let mut request = tonic::Request::new(GetOrderRequest { id: "1".into() });
     request
@@ -165,15 +168,7 @@ async fn only_an_admin_may_see_or_set_the_knobs_and_a_bad_rule_changes_nothing()
     assert_eq!(bad.status(), 400);
     let bad: Value = bad.json().await.unwrap();
     assert_eq!(bad["errors"][0]["field"], "rules[0].error", "{bad}");
-    let knobs: Value = server
-        .get("/v1/chaos")
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let knobs = json_of(server.get("/v1/chaos").bearer_auth(ADMIN)).await;
     assert_eq!(knobs, json!({ "rules": [] }));
 }
 

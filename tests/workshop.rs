@@ -8,6 +8,12 @@ use common::TestServer;
 use polyport::config::Config;
 use reqwest::header::{ACCEPT, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 
+/// The JSON `GET path` answers.
+async fn json_of(server: &TestServer, path: &str) -> serde_json::Value {
+    let response = server.get(path).send().await.expect("request");
+    response.json().await.expect("a JSON body")
+}
+
 /// Every `src="..."` and `href="..."` of `html`.
 fn references(html: &str) -> Vec<String> {
     let mut found = Vec::new();
@@ -54,14 +60,7 @@ async fn the_page_and_its_assets_are_open_and_the_api_behind_them_is_not() {
             "/ui/{path}: {media}"
         );
     }
-    let mode: serde_json::Value = server
-        .get("/ui/server.json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mode = json_of(&server, "/ui/server.json").await;
     assert_eq!(mode, serde_json::json!({ "auth": "dev" }));
 
     // The API the page calls is guarded as before.
@@ -136,14 +135,7 @@ async fn the_page_is_told_whether_it_needs_a_key_and_nothing_more() {
         (TestServer::with_auth(Config::default()).await, "dev"),
         (TestServer::with_auth(keyed).await, "keys"),
     ] {
-        let said: serde_json::Value = server
-            .get("/ui/server.json")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let said = json_of(&server, "/ui/server.json").await;
         assert_eq!(said, serde_json::json!({ "auth": mode }));
     }
 }

@@ -129,6 +129,18 @@ const sse = {
   close() { this.source?.close(); },
 };
 
+/** A WebSocket's close code and reason, unless the page closed it (a drop). */
+function reportClose(ws, column) {
+  ws.onclose = (close) => {
+    if (column.connected) column.setState(`closed ${close.code} ${close.reason}`, "error");
+  };
+}
+
+/** A drop, for the two WebSocket transports: a normal close, with a reason the server logs. */
+function closeSocket() {
+  this.ws?.close(1000, "dropped from the workshop page");
+}
+
 /** polyport's own WebSocket protocol: the key in the first message, then a subscription. */
 const websocket = {
   id: "ws", label: "WebSocket",
@@ -147,11 +159,9 @@ const websocket = {
       else if (m.op === "result" && m.subscribed) column.setState(`live (subscribed at seq ${m.subscribed.last_seq})`);
       else if (m.op === "error") column.setState(`error: ${m.detail}`, "error");
     };
-    ws.onclose = (close) => {
-      if (column.connected) column.setState(`closed ${close.code} ${close.reason}`, "error");
-    };
+    reportClose(ws, column);
   },
-  close() { this.ws?.close(1000, "dropped from the workshop page"); },
+  close: closeSocket,
 };
 
 /** Long polling: each answer says where to poll from next, so a poll is always a resume. */
@@ -218,11 +228,9 @@ const graphql = {
       } else if (m.type === "error") column.setState(`error: ${m.payload?.[0]?.message}`, "error");
       else if (m.type === "ping") ws.send(JSON.stringify({ type: "pong" }));
     };
-    ws.onclose = (close) => {
-      if (column.connected) column.setState(`closed ${close.code} ${close.reason}`, "error");
-    };
+    reportClose(ws, column);
   },
-  close() { this.ws?.close(1000, "dropped from the workshop page"); },
+  close: closeSocket,
 };
 
 /** gRPC-Web: WatchOrders, a server stream read frame by frame from fetch's body. */
