@@ -147,8 +147,8 @@ async fn the_playground_runs_each_operation_over_rest_graphql_and_grpc_web_and_a
 }
 
 #[tokio::test]
-async fn the_idempotency_demo_creates_exactly_one_order_and_conditional_requests_show_304_and_412()
-{
+async fn the_patterns_one_order_per_idempotency_key_304_and_412_and_offset_pages_repeating_rows_cursors_do_not()
+ {
     let (server, key) = dev_mode(Config::default()).await;
     scenario("idempotency", &server, &key).await;
 }

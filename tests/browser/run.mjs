@@ -174,6 +174,11 @@ const scenarios = {
     await page.waitForSelector("#conditional[data-done=true]");
     const statuses = await page.$eval("#conditional", (e) => e.dataset.statuses);
     check(statuses === "200,304,412", `conditional requests answered ${statuses}`);
+    // Offset paging repeats the two rows the writer pushed down; cursor paging repeats none.
+    await page.click("#pagination button");
+    await page.waitForSelector("#pagination[data-done=true]");
+    const repeated = await page.$eval("#pagination", (e) => e.dataset.repeated);
+    check(repeated === "2,0", `offset and cursor page 2 repeated ${repeated} rows of page 1`);
     if (shots) await page.locator("#patterns").screenshot({ path: join(shots, "workshop-patterns.png") });
   },
 

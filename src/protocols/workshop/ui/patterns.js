@@ -70,3 +70,28 @@ export async function rateLimit(root) {
     first ? `a 429: Retry-After: ${header(first, "retry-after")}, RateLimit: ${header(first, "ratelimit")}, ${first.json?.type}` : "no 429 (the bucket refilled in time)",
   ]);
 }
+
+/**
+ * Offset vs cursor pagination while a writer inserts: read page 1 (newest first), let a writer
+ * create two orders, then read page 2 both ways. The offset counts rows from the new top, so
+ * its page 2 repeats rows page 1 already showed; the cursor names the last row seen, so its
+ * page 2 carries on right after it.
+ */
+export async function pagination(root) {
+  const ids = (answer) => (answer.json?.data ?? []).map((o) => o.id);
+  const first = await call("GET", "/v1/orders?sort=-id&limit=5");
+  const seen = ids(first);
+  await createOrder();
+  await createOrder();
+  const byOffset = ids(await call("GET", "/v1/orders?sort=-id&limit=5&offset=5"));
+  const byCursor = ids(await call("GET", `/v1/orders?sort=-id&limit=5&cursor=${encodeURIComponent(first.json.next_cursor)}`));
+  const repeated = byOffset.filter((id) => seen.includes(id));
+  const cursorRepeated = byCursor.filter((id) => seen.includes(id));
+  root.dataset.repeated = `${repeated.length},${cursorRepeated.length}`;
+  lines(root.querySelector("ol"), [
+    `page 1 (sort=-id, limit=5): ${seen.join(", ")}`,
+    "a writer creates two orders",
+    `page 2 by offset=5: ${byOffset.join(", ")}: ${repeated.length ? `repeats ${repeated.join(", ")}` : "no repeats"}`,
+    `page 2 by cursor: ${byCursor.join(", ")}: ${cursorRepeated.length ? `repeats ${cursorRepeated.join(", ")}` : "carries on after the last row seen"}`,
+  ]);
+}
