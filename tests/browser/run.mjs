@@ -179,6 +179,16 @@ const scenarios = {
     await page.waitForSelector("#pagination[data-done=true]");
     const repeated = await page.$eval("#pagination", (e) => e.dataset.repeated);
     check(repeated === "2,0", `offset and cursor page 2 repeated ${repeated} rows of page 1`);
+    // Webhooks: delivered to polyport's own receiver (202), then, with the receiver made to
+    // fail, a 503 attempt and a retry due.
+    await page.click("#webhooks button");
+    await page.waitForSelector("#webhooks[data-done=true]");
+    check(await page.$eval("#webhooks", (e) => e.dataset.attempt) === "202", "the delivery was not accepted");
+    await page.check("#webhooks input[type=checkbox]");
+    await page.click("#webhooks button");
+    await page.waitForSelector("#webhooks[data-done=true]");
+    check(await page.$eval("#webhooks", (e) => e.dataset.attempt) === "503", "the failing receiver's attempt is not in the log");
+    check((await page.textContent("#webhooks ol")).includes("next attempt at"), "no retry is due after a failed attempt");
     if (shots) await page.locator("#patterns").screenshot({ path: join(shots, "workshop-patterns.png") });
   },
 

@@ -43,7 +43,7 @@ for (const button of document.querySelectorAll("#operations button")) {
 }
 
 for (const [id, run] of [["idempotency", patterns.idempotency], ["conditional", patterns.conditional],
-  ["pagination", patterns.pagination], ["rate-limit", patterns.rateLimit]]) {
+  ["pagination", patterns.pagination], ["webhooks", patterns.webhooks], ["rate-limit", patterns.rateLimit]]) {
   const root = document.getElementById(id);
   root.querySelector("button").addEventListener("click", async () => {
     root.dataset.done = "false";

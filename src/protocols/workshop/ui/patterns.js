@@ -95,3 +95,49 @@ export async function pagination(root) {
     `page 2 by cursor: ${byCursor.join(", ")}: ${cursorRepeated.length ? `repeats ${cursorRepeated.join(", ")}` : "carries on after the last row seen"}`,
   ]);
 }
+
+/** The demo source's published secret (`webhooks.inbound.sources` in the default config). */
+const DEMO_SECRET = "whsec_cG9seXBvcnQtZGVtby1pbmJvdW5kLXNlY3JldA==";
+let endpoint = null;
+
+/**
+ * Webhooks, both ends: an endpoint at polyport's own receiver, an order, and the delivery log.
+ * With "make the receiver fail" a chaos rule answers the receiver's URL with 503 (admins), so
+ * the log shows a failed attempt and when the next one is due: retries with backoff, and
+ * auto-disable once they run out.
+ */
+export async function webhooks(root) {
+  const fail = root.querySelector("input[type=checkbox]").checked;
+  if (!endpoint) {
+    const made = await call("POST", "/v1/webhook-endpoints", {
+      body: { url: `${location.origin}/v1/webhooks/inbound/demo`, event_types: ["order.created"],
+        description: "workshop page", secret: DEMO_SECRET },
+    });
+    if (made.status !== 201) {
+      lines(root.querySelector("ol"), [`registering failed: HTTP ${made.status} ${made.json?.detail ?? ""}`]);
+      return;
+    }
+    endpoint = made.json.id;
+  }
+  const receiver = "/v1/webhooks/inbound/demo";
+  if (fail) {
+    await call("PUT", "/v1/chaos", { body: { rules: [{ path_prefix: receiver, error: "unavailable" }] } });
+  }
+  const order = (await createOrder()).json.id;
+  // The delivery runs in the background: look at the log until it has this order's attempt.
+  let delivery;
+  for (let i = 0; i < 40 && !delivery; i++) {
+    await new Promise((r) => setTimeout(r, 250));
+    const log = await call("GET", `/v1/webhook-endpoints/${endpoint}/deliveries`);
+    delivery = (log.json?.data ?? []).find((d) => d.body?.data?.order_id === order && d.attempts.length);
+  }
+  if (fail) await call("DELETE", "/v1/chaos");
+  const attempt = delivery?.attempts[0];
+  root.dataset.attempt = attempt ? String(attempt.status ?? attempt.error) : "none";
+  lines(root.querySelector("ol"), [
+    `endpoint ${endpoint} → ${location.origin}${receiver} (Standard Webhooks signature, demo secret)`,
+    `order ${order} created; delivery ${delivery?.id ?? "(none yet)"}: ${delivery?.state ?? ""}`,
+    attempt ? `attempt at ${attempt.at}: ${attempt.status ?? attempt.error}, ${Math.round(attempt.latency_ms ?? 0)} ms` : "no attempt seen yet",
+    delivery?.next_attempt_at ? `next attempt at ${delivery.next_attempt_at} (backoff; the endpoint is disabled when retries run out)` : "no retry due",
+  ]);
+}
