@@ -87,6 +87,7 @@ impl App {
                     config.server.max_header_field_bytes,
                     config.server.max_requests_in_flight,
                 ),
+                chaos: Arc::new(crate::gateway::chaos::Chaos::from_config(&config.chaos)?),
             }),
             sse_frames: Arc::default(),
             event_texts: Arc::default(),
@@ -140,6 +141,13 @@ impl App {
             // gRPC is more routes on the same router: `/polyport.orders.v1.Orders/GetOrder`, ...
             .merge(protocols::grpc::routes(&self.state))
             .merge(protocols::graphql::routes(&self.state))
+            // The workshop page (`/`, `/ui/...`) and the stream tickets its browser streams use.
+            .merge(protocols::workshop::routes(&self.state))
+            .merge(crate::gateway::auth::tickets::routes(Arc::clone(
+                &self.gate.auth,
+            )))
+            // Chaos knobs for teaching: GET, PUT and DELETE /v1/chaos (admins).
+            .merge(crate::gateway::chaos::routes(Arc::clone(&self.gate.chaos)))
             // OAuth 2.0: the token and revocation endpoints (their clients authenticate in the
             // request itself).
             .merge(crate::gateway::auth::oauth::routes(Arc::clone(

@@ -41,6 +41,37 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// HTTPS and mutual TLS (off by default).
     pub tls: TlsConfig,
+    /// Faults injected on purpose, for teaching (none by default).
+    pub chaos: ChaosConfig,
+}
+
+/// `[chaos]`: faults injected on purpose so a room can watch retries, deadlines, idempotent
+/// replays and stream resumption work. No rules (the default): nothing is injected.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChaosConfig {
+    /// The rules, tried in order; the first that matches a request applies.
+    pub rules: Vec<ChaosRule>,
+}
+
+/// One `[[chaos.rules]]` entry (also the JSON of `PUT /v1/chaos`): which requests, and what
+/// happens to them. Empty matchers match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChaosRule {
+    /// Only these protocols: `rest`, `grpc`, `graphql`, `sse`, `websocket`, `long_poll`.
+    pub protocols: Vec<String>,
+    /// Only paths starting with this (`/v1/orders`, `/polyport.orders.v1.Orders/GetOrder`).
+    pub path_prefix: String,
+    /// Only requests carrying this header (a name, or `name=value`).
+    pub header: String,
+    /// Wait this long before handling the request.
+    pub latency_ms: u64,
+    /// Answer with this row of the error table (its slug, e.g. `unavailable`) instead.
+    pub error: String,
+    /// End a streaming response this long after it starts (SSE, gRPC and gRPC-Web streams,
+    /// long polls).
+    pub drop_after_ms: u64,
 }
 
 /// `[tls]`: HTTPS on the same port, and optionally client certificates (mutual TLS).
@@ -488,6 +519,9 @@ pub struct AuthConfig {
     pub tokens: TokensConfig,
     /// The OAuth 2.0 clients allowed at `POST /v1/auth/token` (`[[auth.clients]]`).
     pub clients: Vec<ClientConfig>,
+    /// How long a stream ticket from `POST /v1/stream-tickets` may wait for its one use.
+    #[serde(deserialize_with = "duration")]
+    pub stream_ticket_ttl: Duration,
 }
 
 impl Default for AuthConfig {
@@ -499,6 +533,7 @@ impl Default for AuthConfig {
             first_message_timeout: Duration::from_secs(5),
             tokens: TokensConfig::default(),
             clients: Vec::new(),
+            stream_ticket_ttl: Duration::from_secs(10),
         }
     }
 }

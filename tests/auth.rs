@@ -1194,6 +1194,56 @@ async fn sse_and_long_polling_take_a_key_in_the_access_token_query_parameter() {
     );
 }
 
+/// Trades `key` for a stream ticket at `POST /v1/stream-tickets`.
+async fn stream_ticket(server: &TestServer, key: &str) -> String {
+    let issued = Reply::of(server.post("/v1/stream-tickets").bearer_auth(key)).await;
+    assert_eq!(issued.status, 201, "{}", issued.text);
+    assert_eq!(issued.headers["cache-control"], "no-store");
+    issued.json()["ticket"]
+        .as_str()
+        .expect("a ticket")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_stream_ticket_opens_one_stream_once_as_its_principal_and_nothing_else() {
+    let server = start().await;
+    let demo = demo(&server).await;
+    // Only a caller with credentials gets one.
+    Reply::of(server.post("/v1/stream-tickets"))
+        .await
+        .problem(401, "unauthenticated");
+
+    let ticket = stream_ticket(&server, CUSTOMER).await;
+    let mut stream = Sse::open(server.get(&format!("/v1/events?ticket={ticket}"))).await;
+    server
+        .wait_for_streams(1, "the ticket's stream is open")
+        .await;
+    // Bound to the customer who asked: the admin's change to another customer's order is not
+    // in it, the change to its own is.
+    let own = admin_changes_another_customers_order_then_its_own(&server, &demo).await;
+    assert_eq!(stream.next_event().await["order_id"], own.as_str());
+
+    // Single use: the same ticket opens nothing a second time, on any stream endpoint.
+    for path in [
+        format!("/v1/events?ticket={ticket}"),
+        format!("/v1/events/poll?since=0&timeout=1s&ticket={ticket}"),
+    ] {
+        Reply::of(server.get(&path).header(ACCEPT, EVENT_STREAM))
+            .await
+            .problem(401, "unauthenticated");
+    }
+    // Only where the gate reads a query credential: a ticket is no key for the rest of the API,
+    // neither in the query nor as a bearer token.
+    let fresh = stream_ticket(&server, ADMIN).await;
+    Reply::of(server.get(&format!("/v1/orders?ticket={fresh}")))
+        .await
+        .problem(401, "unauthenticated");
+    Reply::of(server.get("/v1/orders").bearer_auth(&fresh))
+        .await
+        .problem(401, "unauthenticated");
+}
+
 #[tokio::test]
 async fn the_v1_websocket_takes_a_key_in_the_upgrade_the_query_or_an_auth_op() {
     let server = start().await;

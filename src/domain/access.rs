@@ -187,6 +187,8 @@ pub enum Action {
     CreateCustomer,
     /// Register, change or remove webhook endpoints, and read their deliveries.
     ManageWebhooks,
+    /// See and set the faults injected for teaching (`gateway::chaos`).
+    ConfigureChaos,
 }
 
 impl Principal {
@@ -311,6 +313,7 @@ impl fmt::Display for Action {
             Action::DeleteOrder => "delete orders",
             Action::CreateCustomer => "create customers",
             Action::ManageWebhooks => "manage webhooks",
+            Action::ConfigureChaos => "configure chaos",
         })
     }
 }

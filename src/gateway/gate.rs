@@ -21,6 +21,7 @@
 //! a load balancer must always be able to ask.
 //!
 //! Open without credentials: the probes, the problem-type documentation, the GraphiQL page,
+//! the workshop page (`/` and its assets under `/ui/`),
 //! the OAuth endpoints (their clients authenticate in the request itself), signed inbound
 //! webhooks (the signature is the credential) and gRPC health. The WebSocket endpoints may
 //! also be opened without credentials; the client then authenticates in its first message.
@@ -54,6 +55,8 @@ pub struct Gate {
     pub limiter: Arc<RateLimiter>,
     /// What one request may be, and how many may be handled at once.
     pub requests: RequestLimits,
+    /// Faults injected for teaching; off unless configured (one atomic load per request).
+    pub chaos: Arc<crate::gateway::chaos::Chaos>,
 }
 
 /// The limits every request meets before anything else: the size of one header field, and
@@ -193,6 +196,9 @@ pub fn access(method: &Method, path: &str, query: Option<&str>, headers: &Header
         "/graphql" if method == Method::GET && query.is_none() && accepts_html(headers) => {
             Access::Open
         }
+        // The workshop page and its assets; what the page calls is guarded as usual.
+        "/" if method == Method::GET => Access::Open,
+        _ if method == Method::GET && path.starts_with("/ui/") => Access::Open,
         "/v1/ws" | "/graphql/ws" if upgrade => Access::Deferrable,
         _ => Access::Protected,
     }
@@ -215,10 +221,10 @@ fn accepts_html(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("text/html"))
 }
 
-/// The `access_token` query parameter, if present.
+/// The `access_token` or `ticket` (a stream ticket, `auth::tickets`) query parameter, if present.
 fn query_token(query: Option<&str>) -> Option<String> {
     url::form_urlencoded::parse(query?.as_bytes())
-        .find(|(name, _)| name == "access_token")
+        .find(|(name, _)| name == "access_token" || name == "ticket")
         .map(|(_, value)| value.into_owned())
 }
 
@@ -316,7 +322,11 @@ pub async fn layer(State(gate): State<Arc<Gate>>, mut request: Request, next: Ne
             extra,
         );
     }
-    let mut response = next.run(request).await;
+    let mut response = if gate.chaos.armed() {
+        gate.chaos.run(request, next).await
+    } else {
+        next.run(request).await
+    };
     response.headers_mut().extend(limit_headers);
     response
 }
@@ -380,6 +390,16 @@ mod tests {
                 Access::Protected,
             ),
             (Method::GET, "/graphql", None, &html, Access::Open),
+            (Method::GET, "/", None, &none, Access::Open),
+            (Method::GET, "/ui/app.js", None, &none, Access::Open),
+            (Method::POST, "/", None, &none, Access::Protected),
+            (
+                Method::POST,
+                "/v1/stream-tickets",
+                None,
+                &none,
+                Access::Protected,
+            ),
             (
                 Method::GET,
                 "/graphql",

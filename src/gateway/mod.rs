@@ -10,6 +10,7 @@
 //! `protocols` or `app` (`tests/architecture.rs` checks it).
 
 pub mod auth;
+pub mod chaos;
 pub mod connection;
 pub mod error;
 pub mod gate;

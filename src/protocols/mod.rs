@@ -8,5 +8,6 @@ pub mod health;
 pub mod push;
 pub mod rest;
 pub mod state;
+pub mod workshop;
 
 pub use state::AppState;

@@ -8,6 +8,9 @@
 //! - `?access_token=<API key or JWT>` (RFC 6750 §2.3), only on the streaming GET endpoints that a
 //!   browser opens without being able to set headers (`EventSource`, `WebSocket`). URLs end up
 //!   in logs and histories, so prefer the header or the WebSocket's first message.
+//! - `?ticket=<stream ticket>` on the same streaming endpoints: a single-use credential that
+//!   lives seconds, obtained with the key from `POST /v1/stream-tickets` (`tickets.rs`). This is
+//!   what the workshop page uses, so its key never appears in a URL.
 //! - The first WebSocket message (`{"op":"auth","token":...}` on `/v1/ws`, the
 //!   `connection_init` payload on `/graphql/ws`), within `auth.first_message_timeout`.
 //! - A client certificate, when the server runs TLS with client authentication.
@@ -18,6 +21,7 @@
 
 pub mod keys;
 pub mod oauth;
+pub mod tickets;
 pub mod tokens;
 
 use axum::extract::FromRequestParts;
@@ -33,6 +37,7 @@ use crate::gateway::ApiError;
 use crate::gateway::error::kind;
 
 use self::keys::ApiKeys;
+use self::tickets::Tickets;
 use self::tokens::TokenService;
 use super::tls::ClientCertificate;
 
@@ -47,6 +52,8 @@ pub struct Authenticator {
     dev_key: Option<String>,
     /// `--insecure-no-auth`: everyone is this admin.
     open_to_all: Option<Principal>,
+    /// Single-use stream tickets issued and not yet used.
+    tickets: Tickets,
 }
 
 /// Why a request's credentials were not accepted.
@@ -94,6 +101,7 @@ impl Authenticator {
                 tokens: Arc::new(TokenService::new(config).map_err(|e| e.to_string())?),
                 dev_key: None,
                 open_to_all: Some(Principal::new("anonymous", Role::Admin)),
+                tickets: Tickets::new(config.stream_ticket_ttl),
             });
         }
         let mut keys = ApiKeys::from_config(&config.api_keys)?;
@@ -133,12 +141,18 @@ impl Authenticator {
             tokens: Arc::new(tokens),
             dev_key,
             open_to_all: None,
+            tickets: Tickets::new(config.stream_ticket_ttl),
         })
     }
 
     /// The token service, for the OAuth endpoints.
     pub fn tokens(&self) -> &Arc<TokenService> {
         &self.tokens
+    }
+
+    /// The stream tickets, for `POST /v1/stream-tickets`.
+    pub fn tickets(&self) -> &Tickets {
+        &self.tickets
     }
 
     /// In dev mode, the generated admin key.
@@ -189,6 +203,9 @@ impl Authenticator {
     ) -> Result<Option<Principal>, AuthError> {
         if let Some(everyone) = &self.open_to_all {
             return Ok(Some(everyone.clone()));
+        }
+        if let Some(ticket) = query_token.filter(|t| t.starts_with(tickets::PREFIX)) {
+            return self.tickets.redeem(ticket).map(Some);
         }
         if let Some(secret) = presented(headers)?.or(query_token) {
             return self.verify_secret(secret).map(Some);

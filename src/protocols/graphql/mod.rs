@@ -23,12 +23,11 @@ use async_graphql::Schema;
 use async_graphql::extensions::apollo_persisted_queries::{
     ApolloPersistedQueries, LruCacheStorage,
 };
-use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::GraphQLRequest;
 use async_graphql_axum::rejection::GraphQLRejection;
 use axum::Router;
 use axum::extract::State;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::header::{ACCEPT, ALLOW, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -243,12 +242,10 @@ async fn get_graphql(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"));
     if wants_html && uri.query().is_none() {
-        let page = GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .title("polyport GraphQL")
-            .finish();
-        return Ok(Html(page).into_response());
+        // GraphiQL from the binary (no CDN), sending the key the page is given.
+        return Ok(crate::protocols::workshop::page(
+            crate::protocols::workshop::GRAPHIQL_PAGE,
+        ));
     }
     let who = who.ok_or_else(|| AuthError::Missing.to_api())?.0;
     execute(state, who, &headers, Method::GET, trace_id.0, request?).await

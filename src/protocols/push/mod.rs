@@ -106,7 +106,7 @@ pub fn query_params(
     let mut seen = std::collections::BTreeMap::new();
     let mut violations = Vec::new();
     for (name, value) in pairs {
-        if name == "access_token" {
+        if name == "access_token" || name == "ticket" {
             // A credential, read by the gate (browsers' EventSource cannot set headers).
             continue;
         }
