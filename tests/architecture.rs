@@ -25,6 +25,7 @@ const LAYERS: &[&str] = &[
     "protocols",
     "app",
     "devcerts",
+    "logline",
     "bench",
     "cli",
     "main",
